@@ -1,0 +1,5 @@
+"""`python -m pymoby` is `pymobyd`."""
+
+from pymoby.cmd.pymobyd import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Managers and the composition root (daemon.py, imported by nothing)."""

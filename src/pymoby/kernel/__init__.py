@@ -1,0 +1,1 @@
+"""The only code that touches the host kernel: mounts, netlink, iptables, cgroups, namespaces."""

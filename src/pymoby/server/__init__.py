@@ -1,0 +1,1 @@
+"""The API server: listeners, router, middleware, streams. Talks to backends only via Protocols."""

@@ -1,0 +1,1 @@
+"""pymoby.server.routes."""

@@ -1,0 +1,1 @@
+"""Persistent state: metadata DB (SQLite), content, layers, images, graph drivers."""
