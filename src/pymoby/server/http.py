@@ -19,6 +19,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import cast
 from urllib.parse import unquote
 
 import httptools
@@ -112,8 +113,8 @@ class HttpConnection(asyncio.Protocol):
 
     # -- asyncio.Protocol -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports implement the interface without subclassing asyncio.Transport
+        self._transport = cast(asyncio.Transport, transport)
         self._lost = asyncio.get_running_loop().create_future()
         self._tracker.add(self)
 

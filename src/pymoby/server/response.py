@@ -55,6 +55,11 @@ def json_response(obj: Any, status: int = 200) -> Response:
     return Response(status=status, headers={"Content-Type": JSON}, body=encode_json(obj))
 
 
+def raw_json_response(encoded: bytes, status: int = 200) -> Response:
+    """A body already encoded as JSON (by a per-version encoder); adds the final newline."""
+    return Response(status=status, headers={"Content-Type": JSON}, body=encoded + b"\n")
+
+
 def error_response(status: int, message: str) -> Response:
     return json_response({"message": message}, status)
 

@@ -4,21 +4,17 @@ Rules:
 - stdcopy: an 8-byte header (stream id: 0 stdin, 1 stdout, 2 stderr, 3 systemerr; three zero
   bytes; big-endian uint32 payload length) before each payload; one frame per write.
 - JSON lines: one compact object per line, newline-terminated, flushed as it is produced.
-- A stream ends within milliseconds of the client leaving: `until_gone` races the producer
-  against the request's disconnect future.
+- A stream ends within milliseconds of the client leaving: the connection cancels the task
+  that iterates it (http.py), which closes the producer.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import struct
 from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from typing import Any
 
 from pymoby.server.response import encode_json
-
-T = TypeVar("T")
 
 STDIN, STDOUT, STDERR, SYSTEMERR = 0, 1, 2, 3
 _HEADER = struct.Struct(">BxxxL")
@@ -51,33 +47,3 @@ async def json_lines(items: AsyncIterator[Any]) -> AsyncIterator[bytes]:
     """Encode each item as one JSON line."""
     async for item in items:
         yield encode_json(item)
-
-
-async def until_gone(
-    items: AsyncIterator[T], disconnected: asyncio.Future[None] | None
-) -> AsyncIterator[T]:
-    """Yield from `items` until it ends or the client disconnects, whichever comes first."""
-    if disconnected is None:
-        async for item in items:
-            yield item
-        return
-    it = aiter(items)
-    try:
-        while True:
-            nxt: asyncio.Future[T] = asyncio.ensure_future(anext(it))
-            await asyncio.wait((nxt, disconnected), return_when=asyncio.FIRST_COMPLETED)
-            if not nxt.done():
-                nxt.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                    await nxt
-                return
-            try:
-                item = nxt.result()
-            except StopAsyncIteration:
-                return
-            yield item
-    finally:
-        aclose = getattr(it, "aclose", None)
-        if aclose is not None:
-            with contextlib.suppress(Exception):
-                await aclose()

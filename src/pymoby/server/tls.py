@@ -12,7 +12,7 @@ import contextlib
 import logging
 import ssl
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 log = logging.getLogger("pymoby.server")
 
@@ -88,8 +88,8 @@ class TLSProtocol(asyncio.Protocol):
 
     # -- real transport side --------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports implement the interface without subclassing asyncio.Transport
+        self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self._incoming.write(data)
