@@ -32,9 +32,9 @@ class Message(msgspec.Struct, omit_defaults=True):
 
     stream: str = ""
     status: str = ""
-    progressDetail: Progress | None = None  # noqa: N815 - wire name
+    progressDetail: Progress | None = None
     id: str = ""
-    errorDetail: ErrorDetail | None = None  # noqa: N815 - wire name
+    errorDetail: ErrorDetail | None = None
     error: str = ""
     aux: Any = None
 
