@@ -24,9 +24,9 @@ from pymoby.daemon.config import (
     FlagError,
     Kind,
     Option,
-    go_v,
     load,
 )
+from pymoby.daemon.gojson import go_v
 from pymoby.log import go_quote
 
 PROGRAM = "pymobyd"

@@ -11,16 +11,14 @@ with dockerd's words. Every error is a `ConfigError` (InvalidParameter).
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from enum import Enum
 from typing import Any, NamedTuple
 
 from pymoby import errdefs
+from pymoby.daemon.gojson import GoJSONError, Num, go_v, kind_of, loads, syntax_error
 from pymoby.log import LEVELS, go_quote
 
 DEFAULT_CONFIG_FILE = "/etc/pymoby/daemon.json"
@@ -304,195 +302,6 @@ class CommandLine:
 # --- daemon.json ---------------------------------------------------------------------------------
 
 
-def go_v(value: Any) -> str:
-    """Go's `%v` of a decoded JSON value or a flag value (bool, number, string, list, map)."""
-    if value is None:
-        return "<nil>"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, _Num):
-        return _go_float(float(value.text))
-    if isinstance(value, int | float):
-        return _go_float(float(value)) if isinstance(value, float) else str(value)
-    if isinstance(value, list | tuple):
-        return "[" + " ".join(go_v(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "map[" + " ".join(f"{k}:{go_v(value[k])}" for k in sorted(value)) + "]"
-    return str(value)
-
-
-def _go_float(x: float) -> str:
-    """strconv.FormatFloat(x, 'g', -1, 64), which `%v` uses."""
-    if math.isinf(x):
-        return "+Inf" if x > 0 else "-Inf"
-    if x == 0 or math.isnan(x):
-        return "NaN" if math.isnan(x) else "0"
-    _sign, digit_tuple, exponent = Decimal(repr(abs(x))).normalize().as_tuple()
-    digits = "".join(map(str, digit_tuple))
-    point = len(digits) + int(exponent)
-    neg = "-" if x < 0 else ""
-    if point - 1 < -4 or point - 1 >= 6:
-        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-        return f"{neg}{mantissa}e{'-' if point - 1 < 0 else '+'}{abs(point - 1):02d}"
-    if point <= 0:
-        return f"{neg}0.{'0' * -point}{digits}"
-    if point >= len(digits):
-        return neg + digits + "0" * (point - len(digits))
-    return f"{neg}{digits[:point]}.{digits[point:]}"
-
-
-# --- Go's encoding/json, as far as dockerd's error messages show it --------------------------
-
-
-class _Num:
-    """A JSON number kept as its literal, so errors can quote it as Go does."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-
-def _json_loads(data: bytes) -> Any:
-    try:
-        return json.loads(data.decode("utf-8", "replace"), parse_int=_Num, parse_float=_Num)
-    except RecursionError:
-        raise ConfigError("exceeded max depth") from None
-
-
-def _quote_char(c: int) -> str:
-    if c == 0x27:
-        return "'\\''"
-    return "'" + ('"' if c == 0x22 else go_quote(chr(c))[1:-1]) + "'"
-
-
-def _json_syntax_error(data: bytes) -> str | None:
-    """The text Go's JSON decoder gives for malformed `data`, or None when it is valid."""
-    n, i = len(data), 0
-    stack: list[int] = []
-
-    def bad(pos: int, context: str) -> str:
-        return f"invalid character {_quote_char(data[pos])} {context}"
-
-    def skip(pos: int) -> int:
-        while pos < n and data[pos] in b" \t\r\n":
-            pos += 1
-        return pos
-
-    def digits(pos: int) -> int:
-        while pos < n and 0x30 <= data[pos] <= 0x39:
-            pos += 1
-        return pos
-
-    def scalar(pos: int) -> int | str:
-        """Scan the string, number or literal at pos; return its end or an error."""
-        c = data[pos]
-        if c == 0x22:
-            pos += 1
-            while pos < n and data[pos] != 0x22:
-                if data[pos] == 0x5C:
-                    pos += 1
-                    if pos < n and data[pos] == 0x75:
-                        for _ in range(4):
-                            pos += 1
-                            if pos < n and data[pos] not in b"0123456789abcdefABCDEF":
-                                return bad(pos, "in \\u hexadecimal character escape")
-                    elif pos < n and data[pos] not in b'"\\/bfnrt':
-                        return bad(pos, "in string escape code")
-                elif data[pos] < 0x20:
-                    return bad(pos, "in string literal")
-                pos += 1
-            return pos + 1 if pos < n else "unexpected EOF"
-        if c == 0x2D or 0x30 <= c <= 0x39:
-            if c == 0x2D:
-                pos += 1
-                if pos < n and not 0x30 <= data[pos] <= 0x39:
-                    return bad(pos, "in numeric literal")
-            if pos < n and data[pos] != 0x30:
-                pos = digits(pos)
-            else:
-                pos += 1
-            if pos < n and data[pos] == 0x2E:
-                pos += 1
-                if pos < n and not 0x30 <= data[pos] <= 0x39:
-                    return bad(pos, "after decimal point in numeric literal")
-                pos = digits(pos)
-            if pos < n and data[pos] in b"eE":
-                pos += 1
-                if pos < n and data[pos] in b"+-":
-                    pos += 1
-                if pos < n and not 0x30 <= data[pos] <= 0x39:
-                    return bad(pos, "in exponent of numeric literal")
-                pos = digits(pos)
-            return pos if pos <= n and data[pos - 1] not in b"-.eE+" else "unexpected EOF"
-        for word in (b"true", b"false", b"null"):
-            if c == word[0]:
-                for expected in word[1:]:
-                    pos += 1
-                    if pos >= n:
-                        return "unexpected EOF"
-                    if data[pos] != expected:
-                        literal = word.decode()
-                        return bad(pos, f"in literal {literal} (expecting {_quote_char(expected)})")
-                return pos + 1
-        return bad(pos, "looking for beginning of value")
-
-    state = "value"
-    while True:
-        i = skip(i)
-        if i >= n:
-            return None if state == "after" and not stack else "unexpected EOF"
-        c = data[i]
-        if state == "key":
-            if c != 0x22:
-                return bad(i, "looking for beginning of object key string")
-            end = scalar(i)
-            if isinstance(end, str):
-                return end
-            i = skip(end)
-            if i >= n:
-                return "unexpected EOF"
-            if data[i] != 0x3A:
-                return bad(i, "after object key")
-            i, state = i + 1, "value"
-        elif state == "value":
-            if c in b"{[":
-                i = skip(i + 1)
-                if i < n and data[i] == c + 2:
-                    i, state = i + 1, "after"
-                    continue
-                if len(stack) >= 10000:
-                    return "exceeded max depth"
-                stack.append(c)
-                state = "key" if c == 0x7B else "value"
-                continue
-            end = scalar(i)
-            if isinstance(end, str):
-                return end
-            i, state = end, "after"
-        elif not stack:
-            return bad(i, "after top-level value")
-        elif c == 0x2C:
-            i, state = i + 1, ("key" if stack[-1] == 0x7B else "value")
-        elif c == stack[-1] + 2:
-            stack.pop()
-            i += 1
-        else:
-            return bad(
-                i, "after object key:value pair" if stack[-1] == 0x7B else "after array element"
-            )
-
-
-def _kind_of(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, _Num):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
-
-
 def _convert(opt: Option, value: Any) -> Any:
     """A decoded JSON value as the option's Python value; TypeError text as Go's decoder's."""
     where = f"Go struct field Config.{opt.key} of type"
@@ -504,7 +313,7 @@ def _convert(opt: Option, value: Any) -> Any:
         return value
     if opt.kind is Kind.OBJECT and isinstance(value, dict):
         return value
-    if opt.kind is Kind.INT and isinstance(value, _Num):
+    if opt.kind is Kind.INT and isinstance(value, Num):
         try:
             number = int(value.text)
         except ValueError:
@@ -515,9 +324,9 @@ def _convert(opt: Option, value: Any) -> Any:
     if opt.kind is Kind.LIST and isinstance(value, list):
         for item in value:
             if item is not None and not isinstance(item, str):
-                raise TypeError(f"json: cannot unmarshal {_kind_of(item)} into {where} string")
+                raise TypeError(f"json: cannot unmarshal {kind_of(item)} into {where} string")
         return tuple("" if item is None else item for item in value)
-    raise TypeError(f"json: cannot unmarshal {_kind_of(value)} into {where} {opt.kind.value}")
+    raise TypeError(f"json: cannot unmarshal {kind_of(value)} into {where} {opt.kind.value}")
 
 
 def _read_file(path: str, given: bool) -> bytes | None:
@@ -548,15 +357,18 @@ def parse_file(path: str, data: bytes, flags: Mapping[str, str]) -> dict[str, An
     data = data.removeprefix(b"\xef\xbb\xbf").strip()
     if not data:
         return {}
-    syntax = _json_syntax_error(data)
+    syntax = syntax_error(data)
     if syntax:
         raise ConfigError(prefix + syntax)
-    top = _json_loads(data)
+    try:
+        top = loads(data)
+    except GoJSONError as exc:
+        raise ConfigError(prefix + str(exc)) from None
     if top is None:
         return {}
     if not isinstance(top, dict):
         raise ConfigError(
-            f"{prefix}json: cannot unmarshal {_kind_of(top)} into Go value of type"
+            f"{prefix}json: cannot unmarshal {kind_of(top)} into Go value of type"
             " map[string]interface {}"
         )
     flat: dict[str, Any] = {}
