@@ -8,6 +8,7 @@ added inside it, so version errors lack it, as dockerd's do. Unrouted requests g
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,6 +66,18 @@ def build_app(router: Router, info: ServerInfo) -> App:
         resp.headers["Ostype"] = "linux"
         return resp
 
+    @functools.lru_cache(maxsize=64)
+    def check_version(text: str) -> ApiVersion | str:
+        """The request's version, or the message refusing it (cached: few distinct values)."""
+        if _compare(text, min_text) < 0:
+            return (
+                f"client version {text} is too old. Minimum supported API version is "
+                f"{min_text}, please upgrade your client to a newer version"
+            )
+        if _compare(text, max_text) > 0:
+            return f"client version {text} is too new. Maximum supported API version is {max_text}"
+        return _to_api_version(text)
+
     async def app(req: Request) -> Response:
         try:
             match = router.match(req.method, req.raw_path)
@@ -75,24 +88,11 @@ def build_app(router: Router, info: ServerInfo) -> App:
             if info.debug():
                 _log_request(req)
             text = match.version or max_text
-            if _compare(text, min_text) < 0:
-                return stamp(
-                    error_response(
-                        400,
-                        f"client version {text} is too old. Minimum supported API version is "
-                        f"{min_text}, please upgrade your client to a newer version",
-                    )
-                )
-            if _compare(text, max_text) > 0:
-                return stamp(
-                    error_response(
-                        400,
-                        f"client version {text} is too new. Maximum supported API version is "
-                        f"{max_text}",
-                    )
-                )
+            version = check_version(text)
+            if isinstance(version, str):
+                return stamp(error_response(400, version))
             req.version_text = text
-            req.version = _to_api_version(text)
+            req.version = version
             route = match.route
             try:
                 if route.min_api is not None and req.version < route.min_api:
