@@ -297,11 +297,17 @@ class SystemService:
             raise ValueError(f"unknown disk usage object types: {sorted(unknown)}")
         self.platform_name = platform_name
         self._build = build
+        self._host_facts: HostFacts | None = None
         self._build_lock = threading.Lock()
         self._host: HostSource = host or HostProbe()
         self._tools: ToolSource = tools or Binaries()
 
     # ------------------------------------------------------------------ helpers
+
+    async def _load_static(self) -> HostFacts:
+        """Host facts that never change while we run: probed once, in a thread."""
+        self._host_facts = await asyncio.to_thread(self._host.static_facts)
+        return self._host_facts
 
     def _engine_build(self) -> EngineBuild:
         with self._build_lock:
@@ -316,8 +322,10 @@ class SystemService:
     # ------------------------------------------------------------------ GET /version
 
     async def version(self) -> t.Version:
-        host = await asyncio.to_thread(self._host.static_facts)
-        build = await asyncio.to_thread(self._engine_build)
+        host = self._host_facts or await self._load_static()
+        build = (
+            self._build if self._build is not None else await asyncio.to_thread(self._engine_build)
+        )
         runtime, conmon, init = await asyncio.gather(
             self._tools.runtime(self._runtime_binary(self.default_runtime)),
             self._tools.conmon(self.conmon_binary),
@@ -463,7 +471,7 @@ class SystemService:
         return result
 
     async def info(self, counts: InfoCounts) -> t.Info:
-        host = await asyncio.to_thread(self._host.static_facts)
+        host = self._host_facts or await self._load_static()
         live = await asyncio.to_thread(self._host.live_facts)
         runtime, conmon, init = await asyncio.gather(
             self._tools.runtime(self._runtime_binary(self.default_runtime)),

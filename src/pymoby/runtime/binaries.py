@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
@@ -117,6 +118,10 @@ def lookup_init_binary(binary: str, *, path_env: str | None = None) -> str | Non
     return lookup_binary(binary, path_env=path_env)
 
 
+# A located binary is looked up again after this many seconds (a replaced runc is noticed).
+LOCATE_TTL = 1.0
+
+
 async def run_tool(path: str, *args: str) -> tuple[int, bytes, bytes]:
     """Run `path args...` without a shell; the process is killed if the caller is cancelled
     (for instance by an enclosing `asyncio.timeout`)."""
@@ -180,13 +185,29 @@ class _Cache(Generic[K, V]):
 class Binaries:
     """Probes helper binaries; one probe per binary file, shared by concurrent callers."""
 
-    def __init__(self, *, timeout: float = DEFAULT_TIMEOUT, path_env: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        path_env: str | None = None,
+        locate_ttl: float = LOCATE_TTL,
+    ) -> None:
         self._timeout = timeout
+        self._locate_ttl = locate_ttl
         self._path_env = path_env
         self._versions: _Cache[tuple[ToolKind, _FileKey], ToolVersion] = _Cache()
         self._features: _Cache[_FileKey, str | None] = _Cache()
+        self._located: dict[
+            tuple[ToolKind, str], tuple[float, tuple[str | None, _FileKey | None]]
+        ] = {}
 
     async def _locate(self, kind: ToolKind, binary: str) -> tuple[str | None, _FileKey | None]:
+        """PATH lookup + stat, in a thread; reused for `locate_ttl` seconds (hot /info loops)."""
+        now = time.monotonic()
+        hit = self._located.get((kind, binary))
+        if hit is not None and now - hit[0] < self._locate_ttl:
+            return hit[1]
+
         def find() -> tuple[str | None, _FileKey | None]:
             if kind == "init":
                 path = lookup_init_binary(binary, path_env=self._path_env)
@@ -194,7 +215,9 @@ class Binaries:
                 path = lookup_binary(binary, path_env=self._path_env)
             return path, (_file_key(path) if path else None)
 
-        return await asyncio.to_thread(find)
+        found = await asyncio.to_thread(find)
+        self._located[(kind, binary)] = (now, found)
+        return found
 
     async def version(self, kind: ToolKind, binary: str) -> ToolVersion:
         """`<binary> --version`, parsed for its kind ("runtime"/"conmon" or "init").

@@ -71,7 +71,7 @@ async def test_probe_fake_runtime_and_cache(tmp_path: Path) -> None:
         "myrunc",
         f'echo x >> {calls}\necho "myrunc version 9.9"\necho "commit: deadbeef"',
     )
-    probe = Binaries(path_env=str(tmp_path))
+    probe = Binaries(path_env=str(tmp_path), locate_ttl=0)
     first, second = await asyncio.gather(probe.runtime("myrunc"), probe.runtime("myrunc"))
     assert first == second
     assert first.ok and first.path == str(tool)
@@ -86,7 +86,7 @@ async def test_probe_fake_runtime_and_cache(tmp_path: Path) -> None:
 
 
 async def test_missing_binary_is_reported(tmp_path: Path) -> None:
-    probe = Binaries(path_env=str(tmp_path))
+    probe = Binaries(path_env=str(tmp_path), locate_ttl=0)
     result = await probe.conmon("no-such-conmon")
     assert not result.ok
     assert result.path is None
@@ -98,7 +98,7 @@ async def test_missing_binary_is_reported(tmp_path: Path) -> None:
 async def test_failing_and_unparsable_binaries(tmp_path: Path) -> None:
     fake_tool(tmp_path, "broken", 'echo "boom" >&2\nexit 3')
     fake_tool(tmp_path, "chatty", 'echo "hello there"')
-    probe = Binaries(path_env=str(tmp_path))
+    probe = Binaries(path_env=str(tmp_path), locate_ttl=0)
     broken = await probe.runtime("broken")
     assert broken.error is not None and "boom" in broken.error
     chatty = await probe.runtime("chatty")
@@ -107,7 +107,7 @@ async def test_failing_and_unparsable_binaries(tmp_path: Path) -> None:
 
 async def test_timeout_kills_and_is_not_cached(tmp_path: Path) -> None:
     fake_tool(tmp_path, "slow", 'sleep 30\necho "slow version 1"')
-    probe = Binaries(path_env=str(tmp_path), timeout=0.2)
+    probe = Binaries(path_env=str(tmp_path), timeout=0.2, locate_ttl=0)
     result = await asyncio.wait_for(probe.runtime("slow"), 5)
     assert result.error is not None and result.error.endswith(binaries.TIMEOUT)
     fake_tool(tmp_path, "slow", 'echo "slow version 2"')
@@ -116,7 +116,7 @@ async def test_timeout_kills_and_is_not_cached(tmp_path: Path) -> None:
 
 async def test_init_lookup_and_version(tmp_path: Path) -> None:
     fake_tool(tmp_path, "my-init", 'echo "tini version 0.18.0 - git.fec3683"')
-    probe = Binaries(path_env=str(tmp_path))
+    probe = Binaries(path_env=str(tmp_path), locate_ttl=0)
     result = await probe.init("my-init")
     assert (result.version, result.commit) == ("0.18.0", "fec3683")
     assert result.path == str(tmp_path / "my-init")
@@ -136,7 +136,7 @@ def test_lookup_init_prefers_docker_libexec(tmp_path: Path) -> None:
 async def test_features_json_is_compacted(tmp_path: Path) -> None:
     fake_tool(tmp_path, "featrt", 'echo \'{\n  "ociVersionMin": "1.0.0"\n}\'')
     fake_tool(tmp_path, "oldrt", "exit 1")
-    probe = Binaries(path_env=str(tmp_path))
+    probe = Binaries(path_env=str(tmp_path), locate_ttl=0)
     assert await probe.features("featrt") == '{"ociVersionMin":"1.0.0"}'
     assert await probe.features("oldrt") is None
 
@@ -156,3 +156,13 @@ async def test_real_runtime_binaries(name: str) -> None:
     assert result.ok, result.error
     assert (result.version, result.commit) == (version, commit)
     assert result.version
+
+
+async def test_location_is_reused_within_ttl(tmp_path: Path) -> None:
+    """Hot /info loops don't re-stat the binary; a change is seen once the TTL passes."""
+    tool = fake_tool(tmp_path, "myrunc", 'echo "myrunc version 9.9"')
+    probe = Binaries(path_env=str(tmp_path), locate_ttl=3600)
+    assert (await probe.runtime("myrunc")).version == "9.9"
+    fake_tool(tmp_path, "myrunc", 'echo "myrunc version 10.0"')
+    os.utime(tool, ns=(0, 1_000_000_000))
+    assert (await probe.runtime("myrunc")).version == "9.9"
