@@ -33,11 +33,61 @@ Rule: every state change is ONE transaction, run by the ONE writer thread.
   drawing below is compared with a DB migrated from zero by tests/unit/store/test_migrations.py:
   change both together.
 
-Schema (user_version 1)::
+Schema (user_version 3)::
+
+    image_refs                           -- tags and digests (pymoby.store.images)
+      ref       TEXT PRIMARY KEY NOT NULL  -- 'docker.io/library/busybox:latest' / 'name@sha256:..'
+      name      TEXT NOT NULL            -- normalised: 'docker.io/library/busybox'
+      tag       TEXT                     -- exactly one of tag and digest is set
+      digest    TEXT
+      image_id  TEXT NOT NULL
+      FOREIGN KEY (image_id) REFERENCES images(id)
+      INDEX image_refs_image_id (image_id)
+      INDEX image_refs_name (name)
+
+    images                               -- one row per image (pymoby.store.images)
+      id             TEXT    PRIMARY KEY NOT NULL  -- 'sha256:' + sha256 of config
+      config         BLOB    NOT NULL      -- the image config JSON, verbatim
+      chain_id       TEXT                  -- top layer's chain_id (no FK), NULL: no layers
+      size           INTEGER NOT NULL      -- bytes of all its layers
+      created        INTEGER               -- config's `created`, unix nanoseconds, or NULL
+      parent         TEXT                  -- local parent image (commit, build), or NULL
+      last_tag_time  INTEGER               -- unix nanoseconds of the last `docker tag`, or NULL
+      FOREIGN KEY (parent) REFERENCES images(id) ON DELETE SET NULL
+      INDEX images_chain_id (chain_id)
+      INDEX images_parent (parent)
+
+    layer_refs                           -- who keeps a layer (pymoby.store.layers)
+      owner     TEXT NOT NULL            -- e.g. an image ID; written by the image store
+      chain_id  TEXT NOT NULL
+      PRIMARY KEY (owner, chain_id)
+      FOREIGN KEY (chain_id) REFERENCES layers(chain_id)
+      INDEX layer_refs_chain (chain_id)
+
+    layers                               -- read-only layers, immutable once inserted
+      chain_id  TEXT    PRIMARY KEY NOT NULL  -- diff_id of a base, else sha256("<parent> <diff>")
+      diff_id   TEXT    NOT NULL         -- sha256 of the uncompressed tar
+      parent    TEXT                     -- chain_id below, NULL for a base layer
+      cache_id  TEXT    NOT NULL         -- the graph driver's id (64 hex)
+      size      INTEGER NOT NULL         -- bytes of this layer alone
+      created   INTEGER NOT NULL         -- unix nanoseconds
+      FOREIGN KEY (parent) REFERENCES layers(chain_id)
+      INDEX layers_parent (parent)
+      UNIQUE (cache_id)
 
     meta                                 -- engine-wide settings, one row per key
       key    TEXT  PRIMARY KEY NOT NULL  -- 'engine_id': uuid4, created once, never changed
       value  TEXT  NOT NULL
+
+    rw_layers                            -- container layers, one per container
+      id        TEXT    PRIMARY KEY NOT NULL  -- the container ID
+      cache_id  TEXT    NOT NULL         -- the graph driver's id (64 hex)
+      init_id   TEXT                     -- '<cache_id>-init' layer below it, or NULL
+      parent    TEXT                     -- the image's top chain_id, NULL for FROM scratch
+      created   INTEGER NOT NULL         -- unix nanoseconds
+      FOREIGN KEY (parent) REFERENCES layers(chain_id)
+      INDEX rw_layers_parent (parent)
+      UNIQUE (cache_id)
 """
 
 from __future__ import annotations

@@ -46,6 +46,64 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        2,
+        "layers: read-only layer chains, their references, container (RW) layers",
+        """
+        CREATE TABLE layers (
+            chain_id TEXT PRIMARY KEY NOT NULL,
+            diff_id  TEXT NOT NULL,
+            parent   TEXT REFERENCES layers (chain_id),
+            cache_id TEXT NOT NULL UNIQUE,
+            size     INTEGER NOT NULL,
+            created  INTEGER NOT NULL
+        );
+        CREATE INDEX layers_parent ON layers (parent);
+        CREATE TABLE layer_refs (
+            owner    TEXT NOT NULL,
+            chain_id TEXT NOT NULL REFERENCES layers (chain_id),
+            PRIMARY KEY (owner, chain_id)
+        );
+        CREATE INDEX layer_refs_chain ON layer_refs (chain_id);
+        CREATE TABLE rw_layers (
+            id       TEXT PRIMARY KEY NOT NULL,
+            cache_id TEXT NOT NULL UNIQUE,
+            init_id  TEXT,
+            parent   TEXT REFERENCES layers (chain_id),
+            created  INTEGER NOT NULL
+        );
+        CREATE INDEX rw_layers_parent ON rw_layers (parent);
+        """,
+    ),
+    Migration(
+        3,
+        "images and image_refs: image configs by ID, their tags and digests",
+        """
+        CREATE TABLE images (
+            id            TEXT    PRIMARY KEY NOT NULL,
+            config        BLOB    NOT NULL,
+            chain_id      TEXT,
+            size          INTEGER NOT NULL,
+            created       INTEGER,
+            parent        TEXT    REFERENCES images (id) ON DELETE SET NULL,
+            last_tag_time INTEGER,
+            CHECK (id GLOB 'sha256:*' AND length(id) = 71)
+        );
+        CREATE INDEX images_parent ON images (parent);
+        CREATE INDEX images_chain_id ON images (chain_id);
+        CREATE TABLE image_refs (
+            ref      TEXT PRIMARY KEY NOT NULL,
+            name     TEXT NOT NULL,
+            tag      TEXT,
+            digest   TEXT,
+            image_id TEXT NOT NULL REFERENCES images (id),
+            CHECK ((tag IS NULL) <> (digest IS NULL)),
+            CHECK (ref = name || coalesce(':' || tag, '@' || digest))
+        );
+        CREATE INDEX image_refs_image_id ON image_refs (image_id);
+        CREATE INDEX image_refs_name ON image_refs (name);
+        """,
+    ),
 )
 
 

@@ -40,8 +40,72 @@ def _check_v1(conn: sqlite3.Connection, before: str) -> None:
         conn.execute("INSERT INTO meta (key, value) VALUES ('b', NULL)")
 
 
+def _check_v2(conn: sqlite3.Connection, before: str) -> None:
+    assert "layers" not in before
+    assert [c[0] for c in _columns(conn, "layers")] == [
+        "chain_id", "diff_id", "parent", "cache_id", "size", "created"
+    ]  # fmt: skip
+    base = "INSERT INTO layers VALUES (?, 'sha256:d', ?, ?, 1, 0)"
+    conn.execute(base, ("a", None, "ca"))
+    conn.execute(base, ("b", "a", "cb"))
+    for bad in (("c", "missing", "cc"), ("c", None, "ca"), ("a", None, "cd")):
+        with pytest.raises(sqlite3.IntegrityError):  # no parent / cache_id reused / chain_id
+            conn.execute(base, bad)
+    conn.execute("INSERT INTO layer_refs VALUES ('img', 'b')")
+    conn.execute("INSERT INTO rw_layers VALUES ('ctr', 'cr', 'cr-init', 'b', 0)")
+    for statement in (
+        "INSERT INTO layer_refs VALUES ('img', 'missing')",
+        "INSERT INTO rw_layers VALUES ('ctr2', 'cx', NULL, 'missing', 0)",
+        "INSERT INTO rw_layers VALUES ('ctr2', 'cr', NULL, NULL, 0)",
+        "DELETE FROM layers WHERE chain_id = 'a'",  # b is its child
+        "DELETE FROM layers WHERE chain_id = 'b'",  # referenced by img and ctr
+    ):
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute(statement)
+
+
+def _check_v3(conn: sqlite3.Connection, before: str) -> None:
+    assert not {"images", "image_refs"} & {block.split("\n")[0] for block in before.split("\n\n")}
+    assert _columns(conn, "images") == [
+        ("id", "TEXT", 1, 1), ("config", "BLOB", 1, 0), ("chain_id", "TEXT", 0, 0),
+        ("size", "INTEGER", 1, 0), ("created", "INTEGER", 0, 0), ("parent", "TEXT", 0, 0),
+        ("last_tag_time", "INTEGER", 0, 0),
+    ]  # fmt: skip
+    assert [c[0] for c in _columns(conn, "image_refs")] == [
+        "ref", "name", "tag", "digest", "image_id"
+    ]  # fmt: skip
+    a, b, c = ("sha256:" + x * 64 for x in "abc")
+    image = "INSERT INTO images (id, config, size, parent) VALUES (?, x'7b7d', 0, ?)"
+    conn.execute(image, (a, None))
+    conn.execute(image, (b, a))
+    for bad in (("busybox", None), (c, "sha256:" + "d" * 64), (a, None)):
+        with pytest.raises(sqlite3.IntegrityError):  # not an ID / unknown parent / taken
+            conn.execute(image, bad)
+    ref = "INSERT INTO image_refs VALUES (?, 'docker.io/library/x', ?, ?, ?)"
+    conn.execute(ref, ("docker.io/library/x:1", "1", None, a))
+    conn.execute(ref, ("docker.io/library/x@sha256:1", None, "sha256:1", a))
+    for bad_ref in (
+        ("docker.io/library/x:1", "1", None, b),  # the reference is taken
+        ("docker.io/library/x:2", "2", "sha256:2", a),  # tag and digest
+        ("docker.io/library/x", None, None, a),  # neither
+        ("docker.io/library/y:3", "3", None, a),  # not name:tag
+        ("docker.io/library/x:4", "4", None, c),  # no such image
+    ):
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute(ref, bad_ref)
+    with pytest.raises(sqlite3.IntegrityError):  # an image with references stays
+        conn.execute("DELETE FROM images WHERE id = ?", (a,))
+    conn.execute("DELETE FROM image_refs")
+    conn.execute("DELETE FROM images WHERE id = ?", (a,))
+    assert conn.execute("SELECT parent FROM images WHERE id = ?", (b,)).fetchone() == (None,)
+
+
 # One check per migration: (DB at version n, schema text at n-1). Add one with each migration.
-CHECKS: dict[int, Callable[[sqlite3.Connection, str], None]] = {1: _check_v1}
+CHECKS: dict[int, Callable[[sqlite3.Connection, str], None]] = {
+    1: _check_v1,
+    2: _check_v2,
+    3: _check_v3,
+}
 
 
 def test_every_migration_has_its_own_test() -> None:
