@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ from typing import Any
 import uvloop
 
 import pymoby
-from pymoby import errdefs
+from pymoby import archive, errdefs
 from pymoby import log as logsetup
 from pymoby.api import versions
 from pymoby.api.types.system import DiskUsage, Info, Version
@@ -31,14 +32,20 @@ from pymoby.api.versions import ApiVersion
 from pymoby.daemon import config as configmod
 from pymoby.daemon.config import Config, ConfigError
 from pymoby.daemon.events import EventBus
+from pymoby.daemon.images.save import TarSizes
+from pymoby.daemon.images.service import ImageService
 from pymoby.daemon.pidfile import AlreadyRunning, DaemonLock
 from pymoby.daemon.system import InfoCounts, SystemService
 from pymoby.server import listeners
 from pymoby.server.http import ConnectionTracker
 from pymoby.server.middleware import ServerInfo, build_app
 from pymoby.server.router import Router
+from pymoby.server.routes import images as image_routes
 from pymoby.server.routes import system as system_routes
 from pymoby.server.tls import server_context
+from pymoby.store import graphdriver
+from pymoby.store.images import ImageStore
+from pymoby.store.layers import LayerStore
 from pymoby.store.meta import MetaStore
 
 log = logging.getLogger("pymoby.daemon")
@@ -49,15 +56,17 @@ DB_NAME = "meta.db"
 class _SystemBackend:
     """SystemBackend over SystemService, with the counts of the managers that exist."""
 
-    def __init__(self, service: SystemService) -> None:
+    def __init__(self, service: SystemService, images: ImageService) -> None:
         self._service = service
+        self._images = images
 
     async def version(self) -> Version:
         return await self._service.version()
 
     async def info(self) -> Info:
-        # No container or image manager exists yet: their true counts are zero.
-        return await self._service.info(InfoCounts())
+        # No container manager exists yet: the true container counts are zero.
+        counts = InfoCounts(images=await self._images.count())
+        return await self._service.info(counts)
 
     async def disk_usage(self, types: Collection[str], api: ApiVersion) -> DiskUsage:
         return await self._service.disk_usage(list(types), api)
@@ -72,6 +81,7 @@ class Daemon:
         self.engine_id = ""
         self.events = EventBus()
         self.system: SystemService | None = None
+        self.images: ImageService | None = None
         self.tracker = ConnectionTracker()
         self.servers: list[asyncio.Server] = []
         self.stopping = asyncio.Event()
@@ -82,6 +92,8 @@ class Daemon:
         await asyncio.to_thread(_make_dirs, cfg)
         self.store = await asyncio.to_thread(MetaStore.open, Path(cfg.data_root) / DB_NAME)
         self.engine_id = await asyncio.to_thread(self.store.engine_id)
+        self.images = await open_images(cfg, self.store, self.events)
+        driver = self.images.layers.driver
         self.system = SystemService(
             engine_id=self.engine_id,
             data_root=cfg.data_root,
@@ -95,8 +107,16 @@ class Daemon:
             tls=cfg.tls or cfg.tlsverify,
             tls_verify=cfg.tlsverify,
             event_listeners=lambda: self.events.subscriber_count,
+            storage_driver=driver.name,
+            driver_status=driver.status(),
+            usage={"image": self.images.disk_usage},
         )
-        router = Router(system_routes.routes(_SystemBackend(self.system), self.events))
+        router = Router(
+            [
+                *system_routes.routes(_SystemBackend(self.system, self.images), self.events),
+                *image_routes.routes(self.images),
+            ]
+        )
         info = ServerInfo(
             version=pymoby.__version__,
             min_api=versions.MIN,
@@ -163,6 +183,32 @@ class Daemon:
             await asyncio.to_thread(self.store.close)
             self.store = None
         log.info("Daemon shutdown complete")
+
+
+async def open_images(cfg: Config, store: MetaStore, events: EventBus) -> ImageService:
+    """Graph driver, layer store (extraction and tar-split from pymoby.archive), image service."""
+    sizes = TarSizes()
+
+    def extract(stream: Any, target: Path, whiteouts: Any, tarsplit: Any) -> archive.LayerStats:
+        stats = archive.apply_layer(stream, target, whiteouts=whiteouts, tarsplit_out=tarsplit)
+        sizes.record(stats.diff_id, stats.tar_size)
+        if whiteouts == "overlay":  # overlay2 sizes a layer like du (symlinks count), as dockerd
+            stats = dataclasses.replace(stats, size=archive.directory_size(target))
+        return stats
+
+    def open_layers() -> LayerStore:
+        data_root = Path(cfg.data_root)
+        driver = graphdriver.new_driver(cfg.storage_driver, data_root)
+        root = data_root / "image" / driver.name
+        return LayerStore.open(
+            store, driver, root, extractor=extract, reassembler=archive.reassemble
+        )
+
+    layers = await asyncio.to_thread(open_layers)
+    tmp_root = Path(cfg.data_root) / "tmp"
+    service = ImageService(ImageStore(store), layers, events, tmp_root=tmp_root, tar_sizes=sizes)
+    await service.start()
+    return service
 
 
 def _make_dirs(cfg: Config) -> None:
