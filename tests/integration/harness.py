@@ -6,6 +6,7 @@ test fails (`stop()` is idempotent and `cleanup()` runs from the fixture's final
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -185,6 +186,59 @@ class Daemon:
                 self.proc.wait(10)
         return self.proc.returncode
 
+    def remove_containers(self) -> None:
+        """`docker rm -f` every container of this daemon, while it still answers."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        ids = self.docker("ps", "-aq", check=False).stdout.split()
+        if ids:
+            self.docker("rm", "-f", *ids, check=False)
+
+    def sweep(self) -> None:
+        """What the API could not remove: runc containers, conmons and mounts of this daemon.
+
+        Containers outlive pymobyd (live restore), so this runs after it has stopped.
+        """
+        state = self.exec_root / "runc"
+        if state.is_dir():
+            for cid in os.listdir(state):
+                subprocess.run(
+                    ["runc", "--root", str(state), "delete", "--force", cid],
+                    capture_output=True,
+                    check=False,
+                )
+        for pid in conmons_under(str(self.dir)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for target in mounts_under(str(self.dir)):
+            subprocess.run(["umount", "-l", target], capture_output=True, check=False)
+
     def cleanup(self) -> None:
+        with contextlib.suppress(Exception):
+            self.remove_containers()
         self.stop()
+        self.sweep()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def conmons_under(root: str) -> list[int]:
+    """pids of conmon processes whose command line names a path under `root`."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"conmon") and root.encode() in b" ".join(argv):
+            pids.append(int(entry))
+    return pids
+
+
+def mounts_under(root: str) -> list[str]:
+    """Mount points below `root`, deepest first."""
+    with open("/proc/self/mountinfo") as f:
+        targets = [line.split()[4] for line in f if line.split()[4].startswith(root)]
+    return sorted(targets, key=len, reverse=True)

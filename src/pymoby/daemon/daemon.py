@@ -19,7 +19,7 @@ import socket
 import sys
 from collections.abc import Collection, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import uvloop
 
@@ -31,15 +31,19 @@ from pymoby.api.types.system import DiskUsage, Info, Version
 from pymoby.api.versions import ApiVersion
 from pymoby.daemon import config as configmod
 from pymoby.daemon.config import Config, ConfigError
+from pymoby.daemon.container_env import open_containers
+from pymoby.daemon.containers.service import ContainerService
 from pymoby.daemon.events import EventBus
 from pymoby.daemon.images.save import TarSizes
-from pymoby.daemon.images.service import ImageService
+from pymoby.daemon.images.service import ImageService, image_users
 from pymoby.daemon.pidfile import AlreadyRunning, DaemonLock
+from pymoby.daemon.stream_env import StreamManagers, StreamRuntime, open_streams
 from pymoby.daemon.system import InfoCounts, SystemService
 from pymoby.server import listeners
 from pymoby.server.http import ConnectionTracker
 from pymoby.server.middleware import ServerInfo, build_app
 from pymoby.server.router import Router
+from pymoby.server.routes import containers as container_routes
 from pymoby.server.routes import images as image_routes
 from pymoby.server.routes import system as system_routes
 from pymoby.server.tls import server_context
@@ -56,16 +60,24 @@ DB_NAME = "meta.db"
 class _SystemBackend:
     """SystemBackend over SystemService, with the counts of the managers that exist."""
 
-    def __init__(self, service: SystemService, images: ImageService) -> None:
+    def __init__(
+        self, service: SystemService, images: ImageService, containers: ContainerService
+    ) -> None:
         self._service = service
         self._images = images
+        self._containers = containers
 
     async def version(self) -> Version:
         return await self._service.version()
 
     async def info(self) -> Info:
-        # No container manager exists yet: the true container counts are zero.
-        counts = InfoCounts(images=await self._images.count())
+        n = self._containers.counts()
+        counts = InfoCounts(
+            containers_running=n.running,
+            containers_paused=n.paused,
+            containers_stopped=n.stopped,
+            images=await self._images.count(),
+        )
         return await self._service.info(counts)
 
     async def disk_usage(self, types: Collection[str], api: ApiVersion) -> DiskUsage:
@@ -82,6 +94,8 @@ class Daemon:
         self.events = EventBus()
         self.system: SystemService | None = None
         self.images: ImageService | None = None
+        self.containers: ContainerService | None = None
+        self.streams: StreamManagers | None = None
         self.tracker = ConnectionTracker()
         self.servers: list[asyncio.Server] = []
         self.stopping = asyncio.Event()
@@ -93,6 +107,16 @@ class Daemon:
         self.store = await asyncio.to_thread(MetaStore.open, Path(cfg.data_root) / DB_NAME)
         self.engine_id = await asyncio.to_thread(self.store.engine_id)
         self.images = await open_images(cfg, self.store, self.events)
+        self.containers = await open_containers(cfg, self.store, self.events, self.images.layers)
+        self.images.in_use_by = image_users(self.containers.image_users)
+        self.streams = open_streams(
+            self.containers.store,
+            cast(StreamRuntime, self.containers.deps.runtime),
+            self.events,
+            host_capabilities=self.containers.deps.env.host_capabilities,
+        )
+        self.containers.add_listener(self.streams.streams)  # before start: restored ones too
+        await self.containers.start()  # watch exits, then live-restore every container
         driver = self.images.layers.driver
         self.system = SystemService(
             engine_id=self.engine_id,
@@ -113,8 +137,12 @@ class Daemon:
         )
         router = Router(
             [
-                *system_routes.routes(_SystemBackend(self.system, self.images), self.events),
+                *system_routes.routes(
+                    _SystemBackend(self.system, self.images, self.containers), self.events
+                ),
                 *image_routes.routes(self.images),
+                *container_routes.routes(self.containers),
+                *self.streams.routes(),
             ]
         )
         info = ServerInfo(
@@ -179,6 +207,12 @@ class Daemon:
         self.servers = []
         self.events.close()
         await self.tracker.shutdown(float(self.config.shutdown_timeout))
+        if self.streams is not None:
+            await self.streams.close()
+            self.streams = None
+        if self.containers is not None:  # containers keep running (live restore)
+            await self.containers.close()
+            self.containers = None
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
             self.store = None

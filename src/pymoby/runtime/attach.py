@@ -139,29 +139,42 @@ class AttachSession:
         self.close()
 
 
-def _write_fifo(path: Path, message: bytes) -> None:
+def _write_fifo(path: Path, message: bytes, what: str = "resize") -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:
         if e.errno in (errno.ENXIO, errno.ENOENT):
-            raise errdefs.Conflict("container is not running (no conmon to resize)") from None
+            raise errdefs.Conflict(f"container is not running (no conmon to {what})") from None
         raise errdefs.System(f"open {path}: {e.strerror}") from None
     try:
         os.write(fd, message)
     except BlockingIOError:
-        raise errdefs.Conflict("resize refused: conmon is not reading (no terminal?)") from None
+        raise errdefs.Conflict(f"{what} refused: conmon is not reading {path.name}") from None
     finally:
         os.close(fd)
+
+
+def _ctl_line(line: str) -> bytes:
+    return (line + " " * (_CTL_MSG - 1 - len(line)) + "\n").encode()
 
 
 def resize_message(height: int, width: int) -> bytes:
     """A `winsz` line padded to one conmon read (see the module docstring)."""
     if height < 0 or width < 0 or height > 0xFFFF or width > 0xFFFF:
         raise errdefs.InvalidParameter(f"invalid terminal size {height}x{width}")
-    line = f"{height} {width}"
-    return (line + " " * (_CTL_MSG - 1 - len(line)) + "\n").encode()
+    return _ctl_line(f"{height} {width}")
 
 
 async def resize(bundle: Path, height: int, width: int) -> None:
     """Set the pty size of the conmon serving `bundle` (container or exec session)."""
     await asyncio.to_thread(_write_fifo, Path(bundle) / "winsz", resize_message(height, width))
+
+
+# conmon's ctl FIFO message type 2: sync and reopen the log file at its path (a truncating open
+# of a new file once the daemon has renamed the old one away).
+REOPEN_LOG_MESSAGE = _ctl_line("2 0 0")
+
+
+async def reopen_log(bundle: Path) -> None:
+    """Ask the conmon serving `bundle` to reopen its log file (for lossless rotation)."""
+    await asyncio.to_thread(_write_fifo, Path(bundle) / "ctl", REOPEN_LOG_MESSAGE, "reopen the log")

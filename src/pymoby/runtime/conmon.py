@@ -44,7 +44,7 @@ from typing import Any, Literal
 
 from pymoby import errdefs
 from pymoby.runtime import shim
-from pymoby.runtime.attach import AttachSession, resize
+from pymoby.runtime.attach import AttachSession, reopen_log, resize
 from pymoby.runtime.exits import ExitStatus, ExitWatcher, OnExit, read_exit_file
 from pymoby.runtime.procs import pid_is_conmon, read_pid, wait_pid_gone
 from pymoby.runtime.runc import Runc, RuncNotFound, RuncState
@@ -431,6 +431,10 @@ class Runtime:
 
     async def resize(self, cid: str, height: int, width: int) -> None:
         await resize(await self._bundle(cid), height, width)
+
+    async def reopen_log(self, cid: str) -> None:
+        """conmon reopens the container's log path (the daemon renamed the old file away)."""
+        await reopen_log(await self._bundle(cid))
 
     async def read_exit(self, cid: str) -> ExitStatus | None:
         """The container's exit status if conmon wrote one (also after a daemon restart)."""

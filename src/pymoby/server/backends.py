@@ -6,12 +6,16 @@ tests drive the routes with in-memory fakes and the daemon wires the real thing.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Collection, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from pymoby.api.filters import Filters
 from pymoby.api.reference import Reference
+from pymoby.api.types.container_responses import ContainerInspect, ContainerSummary
+from pymoby.api.types.containers import Config, EndpointSettings, HostConfig
 from pymoby.api.types.events import Message
+from pymoby.api.types.exec import ExecCreateRequest, ExecInspect
 from pymoby.api.types.images import (
     DeleteResponse,
     HistoryResponseItem,
@@ -79,3 +83,149 @@ class ImageBackend(Protocol):
     ) -> AsyncIterator[bytes]: ...
 
     def save(self, names: Sequence[str], platforms: Sequence[Platform]) -> AsyncIterator[bytes]: ...
+
+
+# -- container streams: attach, logs, resize, exec ------------------------------------------------
+
+
+class StdioClient(Protocol):
+    """The client's end of a hijacked attach or exec stream, as a backend sees it.
+
+    `read` gives stdin (b"" once the client half-closed or left); `write` sends output of one
+    stream (1 stdout, 2 stderr: the route frames it when the stream is multiplexed) and raises
+    errdefs.Cancelled once the client has left; `wait_closed` returns when the client has left.
+    """
+
+    async def read(self) -> bytes: ...
+
+    async def write(self, stream: int, data: bytes) -> None: ...
+
+    async def wait_closed(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AttachOptions:
+    """POST /containers/{id}/attach query parameters."""
+
+    stdin: bool = False
+    stdout: bool = False
+    stderr: bool = False
+    logs: bool = False
+    stream: bool = False
+    detach_keys: str = ""
+
+
+class AttachStream(Protocol):
+    """An attach that passed its checks; `run` streams until the attach ends."""
+
+    @property
+    def tty(self) -> bool: ...
+
+    async def run(self, client: StdioClient) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LogsOptions:
+    """GET /containers/{id}/logs query parameters; times are ns since the epoch."""
+
+    stdout: bool = False
+    stderr: bool = False
+    follow: bool = False
+    timestamps: bool = False
+    details: bool = False
+    since: int | None = None
+    until: int | None = None
+    tail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LogMessage:
+    """One log line: `stream` "stdout" or "stderr", `attrs` the details (sorted by key)."""
+
+    stream: str
+    line: bytes
+    time_ns: int
+    attrs: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LogStream:
+    """The answer of `logs`: the container's TTY flag (raw vs multiplexed) and the lines, in
+    batches as they were read (a batch goes to the client as one chunk)."""
+
+    tty: bool
+    batches: AsyncIterator[Sequence[LogMessage]]
+
+
+class ContainerStreamsBackend(Protocol):
+    """POST /containers/{id}/attach, GET /containers/{id}/logs, POST /containers/{id}/resize.
+
+    `attach` and `logs` raise before anything is streamed (HTTP errors); a failure while
+    streaming is the backend's to report in-band (attach) or raised from the iterator (logs).
+    """
+
+    async def attach(self, name: str, options: AttachOptions) -> AttachStream: ...
+
+    async def logs(self, name: str, options: LogsOptions) -> LogStream: ...
+
+    async def resize(self, name: str, height: int, width: int) -> None: ...
+
+
+class ExecBackend(Protocol):
+    """The exec routes. `check` is dockerd's ExecExists (404/409 before the hijack); `start`
+    with a client streams until the process ends, without one (Detach) returns once the
+    process runs."""
+
+    async def create(self, name: str, request: ExecCreateRequest) -> str: ...
+
+    async def check(self, exec_id: str) -> None: ...
+
+    async def start(
+        self, exec_id: str, client: StdioClient | None, console_size: tuple[int, int] | None
+    ) -> None: ...
+
+    async def resize(self, exec_id: str, height: int, width: int) -> None: ...
+
+    async def inspect(self, exec_id: str) -> ExecInspect: ...
+
+
+class ContainerBackend(Protocol):
+    """The container routes: create, life cycle, wait, remove, list, inspect, rename.
+
+    Names are what the user typed (name, ID or unique ID prefix). `wait` looks the container
+    up at once (an unknown one is an error before any header is sent) and returns an
+    awaitable of (exit code, error text) resolved when the condition is met.
+    """
+
+    async def create(
+        self,
+        name: str,
+        config: Config,
+        host_config: HostConfig,
+        endpoints: dict[str, EndpointSettings | None],
+        platform: Platform | None,
+    ) -> tuple[str, list[str]]: ...
+
+    async def start_container(self, name: str) -> None: ...
+
+    async def stop(self, name: str, signal: str, seconds: int | None) -> None: ...
+
+    async def kill(self, name: str, signal: str) -> None: ...
+
+    async def restart(self, name: str, signal: str, seconds: int | None) -> None: ...
+
+    async def pause(self, name: str) -> None: ...
+
+    async def unpause(self, name: str) -> None: ...
+
+    async def wait(self, name: str, condition: str) -> Awaitable[tuple[int, str]]: ...
+
+    async def remove(self, name: str, *, force: bool, volumes: bool, link: bool) -> None: ...
+
+    async def containers(
+        self, filters: Filters, *, all: bool, limit: int, size: bool
+    ) -> Sequence[ContainerSummary]: ...
+
+    async def inspect(self, name: str, *, size: bool) -> ContainerInspect: ...
+
+    async def rename(self, name: str, new_name: str) -> None: ...

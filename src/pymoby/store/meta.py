@@ -33,7 +33,25 @@ Rule: every state change is ONE transaction, run by the ONE writer thread.
   drawing below is compared with a DB migrated from zero by tests/unit/store/test_migrations.py:
   change both together.
 
-Schema (user_version 3)::
+Schema (user_version 4)::
+
+    containers                           -- one row per container (daemon.containers.store)
+      id                TEXT    PRIMARY KEY NOT NULL  -- 64 hex (CHECK)
+      name              TEXT    NOT NULL     -- '/festive_hopper' (CHECK: a slash, then text)
+      image_id          TEXT    NOT NULL     -- 'sha256:..', '' for FROM scratch (no FK)
+      created           INTEGER NOT NULL     -- unix nanoseconds
+      doc               BLOB    NOT NULL     -- JSON: Config, HostConfig, endpoints, paths, ...
+      status            TEXT    NOT NULL     -- created|running|paused|restarting|exited|dead
+      pid               INTEGER NOT NULL     -- the process's host pid while alive, else 0
+      exit_code         INTEGER NOT NULL
+      error             TEXT    NOT NULL     -- the last start/exit error, '' when none
+      oom_killed        INTEGER NOT NULL     -- 0/1
+      started_at        INTEGER NOT NULL     -- unix nanoseconds, 0 = never
+      finished_at       INTEGER NOT NULL     -- unix nanoseconds, 0 = never
+      restart_count     INTEGER NOT NULL
+      manually_stopped  INTEGER NOT NULL     -- 0/1: stop/kill by a user (unless-stopped)
+      INDEX containers_image_id (image_id)
+      UNIQUE (name)
 
     image_refs                           -- tags and digests (pymoby.store.images)
       ref       TEXT PRIMARY KEY NOT NULL  -- 'docker.io/library/busybox:latest' / 'name@sha256:..'

@@ -104,6 +104,32 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX image_refs_name ON image_refs (name);
         """,
     ),
+    Migration(
+        4,
+        "containers: one row per container, its state in columns, the rest as JSON",
+        """
+        CREATE TABLE containers (
+            id               TEXT    PRIMARY KEY NOT NULL,
+            name             TEXT    NOT NULL UNIQUE,
+            image_id         TEXT    NOT NULL,
+            created          INTEGER NOT NULL,
+            doc              BLOB    NOT NULL,
+            status           TEXT    NOT NULL,
+            pid              INTEGER NOT NULL,
+            exit_code        INTEGER NOT NULL,
+            error            TEXT    NOT NULL,
+            oom_killed       INTEGER NOT NULL,
+            started_at       INTEGER NOT NULL,
+            finished_at      INTEGER NOT NULL,
+            restart_count    INTEGER NOT NULL,
+            manually_stopped INTEGER NOT NULL,
+            CHECK (length(id) = 64 AND id NOT GLOB '*[^0-9a-f]*'),
+            CHECK (name GLOB '/?*'),
+            CHECK (status IN ('created', 'running', 'paused', 'restarting', 'exited', 'dead'))
+        );
+        CREATE INDEX containers_image_id ON containers (image_id);
+        """,
+    ),
 )
 
 

@@ -100,11 +100,36 @@ def _check_v3(conn: sqlite3.Connection, before: str) -> None:
     assert conn.execute("SELECT parent FROM images WHERE id = ?", (b,)).fetchone() == (None,)
 
 
+def _check_v4(conn: sqlite3.Connection, before: str) -> None:
+    assert "containers" not in {block.split("\n")[0] for block in before.split("\n\n")}
+    assert [c[0] for c in _columns(conn, "containers")] == [
+        "id", "name", "image_id", "created", "doc", "status", "pid", "exit_code", "error",
+        "oom_killed", "started_at", "finished_at", "restart_count", "manually_stopped",
+    ]  # fmt: skip
+    row = "INSERT INTO containers VALUES (?, ?, 'sha256:x', 0, x'7b7d', ?, 0, 0, '', 0, 0, 0, 0, 0)"
+    a, b = "a" * 64, "b" * 64
+    conn.execute(row, (a, "/one", "created"))
+    for bad in (
+        (b, "/one", "created"),  # the name is taken
+        (a, "/two", "created"),  # the ID is taken
+        ("c" * 63, "/two", "created"),  # not 64 characters
+        ("C" * 64, "/two", "created"),  # not lowercase hex
+        (b, "two", "created"),  # no leading slash
+        (b, "/", "created"),  # a slash alone
+        (b, "/two", "removing"),  # not a persisted status
+    ):
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute(row, bad)
+    conn.execute(row, (b, "/two", "exited"))
+    assert conn.execute("SELECT count(*) FROM containers").fetchone() == (2,)
+
+
 # One check per migration: (DB at version n, schema text at n-1). Add one with each migration.
 CHECKS: dict[int, Callable[[sqlite3.Connection, str], None]] = {
     1: _check_v1,
     2: _check_v2,
     3: _check_v3,
+    4: _check_v4,
 }
 
 

@@ -1,0 +1,1 @@
+"""The container manager: records, life cycle, exits, live restore (see service.py)."""
