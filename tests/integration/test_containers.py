@@ -235,6 +235,29 @@ def test_memory_limit_oom_kills(clean: Daemon) -> None:
     assert inspect(clean, "hog")["HostConfig"]["Memory"] == 10 * 1024 * 1024
 
 
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_cpu_limit_throttles_a_busy_loop(clean: Daemon) -> None:
+    """--cpus 0.1: a spinning shell gets about a tenth of a core, not a whole one."""
+    clean.docker(
+        "run", "-d", NONE, "--name", "spin", "--cpus", "0.1", "busybox", "sh", "-c",
+        "while :; do :; done",
+    )  # fmt: skip
+    try:
+        pid = inspect(clean, "spin")["State"]["Pid"]
+        start = _cpu_seconds(pid)
+        time.sleep(2)
+        used = _cpu_seconds(pid) - start
+        assert used < 0.6, f"{used:.2f} s of CPU in 2 s with --cpus 0.1"
+        assert inspect(clean, "spin")["HostConfig"]["NanoCpus"] == 100_000_000
+    finally:
+        clean.docker("rm", "-f", "spin", check=False)
+
+
 def test_failed_creates_and_starts_leave_nothing(clean: Daemon) -> None:
     d = clean
     before = sorted(os.listdir(d.data_root / "overlay2"))
