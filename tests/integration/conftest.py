@@ -42,3 +42,27 @@ def fresh_daemon(prerequisites: None) -> Iterator[Daemon]:
         yield d
     finally:
         d.cleanup()
+
+
+@pytest.fixture(scope="module")
+def dm(daemon: Daemon) -> Iterator[Daemon]:
+    """The module's daemon with the busybox fixture images loaded."""
+    daemon.load_busybox()
+    yield daemon
+
+
+@pytest.fixture
+def clean(dm: Daemon) -> Iterator[Daemon]:
+    """That daemon; every container the test made is removed afterwards."""
+    try:
+        yield dm
+    finally:
+        dm.remove_containers()
+
+
+@pytest.fixture
+def own(fresh_daemon: Daemon) -> Iterator[Daemon]:
+    """A daemon of the test's own with busybox loaded (it may kill and restart it)."""
+    fresh_daemon.start()
+    fresh_daemon.load_busybox()
+    yield fresh_daemon

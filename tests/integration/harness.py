@@ -24,6 +24,13 @@ from typing import Any
 import docker
 
 DOCKER_CLI = os.environ.get("DOCKER_CLI", "/usr/local/bin/docker")
+# ../shared/fixtures beside the checkout (as in CI); PYMOBY_FIXTURES overrides.
+FIXTURES = Path(
+    os.environ.get(
+        "PYMOBY_FIXTURES", str(Path(__file__).resolve().parents[3] / "shared" / "fixtures")
+    )
+)
+BUSYBOX_TAR = FIXTURES / "busybox-docker-save.tar"
 REQUIRED_TOOLS = ("runc", "conmon", "iptables")
 
 
@@ -185,6 +192,11 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait(10)
         return self.proc.returncode
+
+    def load_busybox(self) -> None:
+        """The fixture images, plus `busybox` as a name for the base one."""
+        self.docker("load", "-i", str(BUSYBOX_TAR))
+        self.docker("tag", "pymoby-fixture/busybox:base", "busybox")
 
     def remove_containers(self) -> None:
         """`docker rm -f` every container of this daemon, while it still answers."""

@@ -8,96 +8,23 @@ would type its EOF character (a NUL) into the pty. Every container uses `--netwo
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import socket
 import statistics
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from harness import DOCKER_CLI, Daemon
 
-FIXTURE_TAR = Path(__file__).resolve().parents[2].parent / "shared/fixtures/busybox-docker-save.tar"
 NONE = "--network=none"
 
 
-# -- daemons and cleanup ---------------------------------------------------------------------
-
-
-def remove_all(d: Daemon) -> None:
-    if d.proc is None or d.proc.poll() is not None:
-        return
-    ids = d.docker("ps", "-aq", check=False).stdout.split()
-    if ids:
-        d.docker("rm", "-f", *ids, check=False)
-
-
-def sweep(d: Daemon) -> None:
-    """What the API could not remove: runc containers, conmons, mounts under the daemon's dir."""
-    root = str(d.dir)
-    state = d.exec_root / "runc"
-    if state.is_dir():
-        for cid in os.listdir(state):
-            subprocess.run(
-                ["runc", "--root", str(state), "delete", "--force", cid],
-                capture_output=True,
-                check=False,
-            )
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"conmon") and root.encode() in b" ".join(argv):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(entry), signal.SIGKILL)
-    with open("/proc/self/mountinfo") as f:
-        targets = [line.split()[4] for line in f if line.split()[4].startswith(root)]
-    for target in sorted(targets, key=len, reverse=True):
-        subprocess.run(["umount", "-l", target], capture_output=True, check=False)
-
-
-def _load(d: Daemon) -> None:
-    d.docker("load", "-i", str(FIXTURE_TAR))
-    d.docker("tag", "pymoby-fixture/busybox:base", "busybox")
-
-
-@pytest.fixture(scope="module")
-def dm(daemon: Daemon) -> Iterator[Daemon]:
-    try:
-        _load(daemon)
-        yield daemon
-    finally:
-        remove_all(daemon)
-        sweep(daemon)
-
-
 @pytest.fixture
-def d(dm: Daemon) -> Iterator[Daemon]:
-    try:
-        yield dm
-    finally:
-        remove_all(dm)
-
-
-@pytest.fixture
-def own(fresh_daemon: Daemon) -> Iterator[Daemon]:
-    """A daemon of the test's own (it kills and restarts it), swept afterwards."""
-    try:
-        fresh_daemon.start()
-        _load(fresh_daemon)
-        yield fresh_daemon
-    finally:
-        remove_all(fresh_daemon)
-        fresh_daemon.stop()
-        sweep(fresh_daemon)
+def d(clean: Daemon) -> Daemon:
+    return clean
 
 
 def cli_env(d: Daemon) -> dict[str, str]:

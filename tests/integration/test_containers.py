@@ -11,66 +11,19 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import docker
 import pytest
 from harness import Daemon, conmons_under, mounts_under
 
-FIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
-FIXTURE_TAR = FIXTURE / "busybox-docker-save.tar"
 TWO_LAYER = "pymoby-fixture/busybox:two-layer"
 NONE = "--network=none"
-
-
-# -- cleanup ---------------------------------------------------------------------------------
-
-
-def remove_all(d: Daemon) -> None:
-    d.remove_containers()
-
-
-def sweep(d: Daemon) -> None:
-    d.sweep()
 
 
 def leftovers(d: Daemon) -> tuple[list[int], list[str]]:
     root = str(d.dir)
     return conmons_under(root), mounts_under(root)
-
-
-@pytest.fixture(scope="module")
-def dm(daemon: Daemon) -> Iterator[Daemon]:
-    try:
-        daemon.docker("load", "-i", str(FIXTURE_TAR))
-        daemon.docker("tag", "pymoby-fixture/busybox:base", "busybox")
-        yield daemon
-    finally:
-        remove_all(daemon)
-        sweep(daemon)
-
-
-@pytest.fixture
-def clean(dm: Daemon) -> Iterator[Daemon]:
-    try:
-        yield dm
-    finally:
-        remove_all(dm)
-
-
-@pytest.fixture
-def own(fresh_daemon: Daemon) -> Iterator[Daemon]:
-    """A daemon of the test's own (it kills and restarts it), swept afterwards."""
-    try:
-        fresh_daemon.start()
-        fresh_daemon.docker("load", "-i", str(FIXTURE_TAR))
-        fresh_daemon.docker("tag", "pymoby-fixture/busybox:base", "busybox")
-        yield fresh_daemon
-    finally:
-        remove_all(fresh_daemon)
-        fresh_daemon.stop()
-        sweep(fresh_daemon)
 
 
 # -- helpers ---------------------------------------------------------------------------------
