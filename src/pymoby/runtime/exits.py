@@ -166,8 +166,8 @@ class ExitWatcher:
             if self._loop is not None:
                 with contextlib.suppress(Exception):
                     self._loop.remove_reader(self._ino.fileno())
-            self._ino.close()
-            self._ino = None
+            ino, self._ino = self._ino, None
+            await asyncio.to_thread(ino.close)  # closing an inotify fd can wait ~20 ms
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
