@@ -38,6 +38,7 @@ from pymoby import errdefs
 from pymoby.api import reference as refs
 from pymoby.api.reference import Reference
 from pymoby.api.types.images import ImageConfig, decode_image_config, parse_rfc3339
+from pymoby.store import layers
 from pymoby.store.meta import MetaStore
 
 T = TypeVar("T")
@@ -189,11 +190,7 @@ def chain_id_of(diff_ids: Iterable[str]) -> str | None:
     """image-spec identity.ChainID of the layers (None when there are none)."""
     chain: str | None = None
     for diff_id in diff_ids:
-        chain = (
-            diff_id
-            if chain is None
-            else "sha256:" + hashlib.sha256(f"{chain} {diff_id}".encode()).hexdigest()
-        )
+        chain = layers.chain_id(chain, diff_id)
     return chain
 
 
