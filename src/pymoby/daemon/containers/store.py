@@ -43,17 +43,6 @@ _COLUMNS = (
 )
 
 
-class _Mount(msgspec.Struct, kw_only=True):
-    type: str
-    source: str
-    destination: str
-    mode: str = ""
-    rw: bool = True
-    propagation: str = ""
-    name: str = ""
-    driver: str = ""
-
-
 class _Doc(msgspec.Struct, kw_only=True):
     """The JSON document of one row (everything that is not a column)."""
 
@@ -66,7 +55,7 @@ class _Doc(msgspec.Struct, kw_only=True):
     driver: str = ""
     platform: str = "linux"
     endpoints: dict[str, EndpointSettings | None] = msgspec.field(default_factory=dict)
-    mounts: list[_Mount] = msgspec.field(default_factory=list)
+    mounts: list[MountPoint] = msgspec.field(default_factory=list)  # msgspec encodes dataclasses
     sandbox_key: str = ""
     hostname_path: str = ""
     hosts_path: str = ""
@@ -91,7 +80,7 @@ def encode_doc(c: Container) -> bytes:
         driver=c.driver,
         platform=c.platform,
         endpoints=dict(c.endpoints),
-        mounts=[_Mount(**_mount_fields(m)) for m in c.mounts],
+        mounts=list(c.mounts),
         sandbox_key=c.sandbox_key,
         hostname_path=c.hostname_path,
         hosts_path=c.hosts_path,
@@ -101,19 +90,6 @@ def encode_doc(c: Container) -> bytes:
         app_armor_profile=c.app_armor_profile,
     )
     return _encoder.encode(doc)
-
-
-def _mount_fields(m: MountPoint) -> dict[str, Any]:
-    return {
-        "type": m.type,
-        "source": m.source,
-        "destination": m.destination,
-        "mode": m.mode,
-        "rw": m.rw,
-        "propagation": m.propagation,
-        "name": m.name,
-        "driver": m.driver,
-    }
 
 
 def _row(c: Container) -> tuple[Any, ...]:
@@ -154,7 +130,7 @@ def decode_row(row: tuple[Any, ...]) -> Container:
         driver=doc.driver,
         platform=doc.platform,
         endpoints=dict(doc.endpoints),
-        mounts=[MountPoint(**msgspec.structs.asdict(m)) for m in doc.mounts],
+        mounts=doc.mounts,
         state=State(
             status=Status(status),
             pid=int(pid),
