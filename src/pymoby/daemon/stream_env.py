@@ -2,7 +2,7 @@
 
 Rule: part of the composition root (only daemon/daemon.py calls it). It builds one shared
 DirWatcher (one inotify descriptor for log followers and rotation), the log service, the log
-rotator (when the runtime can ask conmon to reopen its log), ContainerStreams and ExecService,
+rotator (rename, then ask conmon to reopen its log), ContainerStreams and ExecService,
 and gives their routes. Wiring, in daemon.py:
 
     streams = open_streams(containers.store, runtime, events, host_capabilities=caps)
@@ -13,8 +13,6 @@ and gives their routes. Wiring, in daemon.py:
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -32,18 +30,18 @@ from pymoby.server.router import Route
 from pymoby.server.routes import container_streams
 from pymoby.server.routes import exec as exec_routes
 
-log = logging.getLogger("pymoby.daemon")
-
 
 class StreamRuntime(AttachRuntime, ExecRuntime, Protocol):
     """runtime.conmon.Runtime as the stream side uses it."""
+
+    async def reopen_log(self, cid: str) -> None: ...
 
 
 @dataclass
 class StreamManagers:
     watcher: DirWatcher
     logs: LogService
-    rotator: LogRotator | None
+    rotator: LogRotator
     streams: ContainerStreams
     execs: ExecService
 
@@ -53,8 +51,7 @@ class StreamManagers:
     async def close(self) -> None:
         await self.execs.close()
         await self.streams.close()
-        if self.rotator is not None:
-            await self.rotator.close()
+        await self.rotator.close()
         self.watcher.close()
 
 
@@ -68,10 +65,7 @@ def open_streams(
     """Build the stream managers (call on the event loop, before the containers start)."""
     watcher = DirWatcher()
     logs = LogService(watcher)
-    reopen: Callable[[str], Awaitable[None]] | None = getattr(runtime, "reopen_log", None)
-    rotator = LogRotator(watcher, reopen) if reopen is not None else None
-    if rotator is None:
-        log.warning("the runtime cannot reopen conmon's log: max-size log rotation is off")
+    rotator = LogRotator(watcher, runtime.reopen_log)
     streams = ContainerStreams(store, runtime, events, logs, rotator=rotator)
     execs = ExecService(store, runtime, events, host_capabilities=host_capabilities)
     execs.start_gc()
