@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pymoby import errdefs
-from pymoby.runtime import shim
+from pymoby.runtime import runcfast, shim
 from pymoby.runtime.attach import AttachSession, reopen_log, resize
 from pymoby.runtime.exits import ExitStatus, ExitWatcher, OnExit, read_exit_file
 from pymoby.runtime.procs import pid_is_conmon, read_pid, wait_pid_gone
@@ -385,6 +385,11 @@ class Runtime:
     # -- runc commands -----------------------------------------------------------------------
 
     async def start(self, cid: str) -> None:
+        """Start a created container: through its exec FIFO (runtime/runcfast.py), or with
+        `runc start` when that is not the plain case."""
+        pid = await asyncio.to_thread(read_pid, self.paths(cid).pidfile)
+        if pid and await runcfast.start(self.runc.root / cid, pid):
+            return
         await self.runc.start(cid)
 
     async def kill(
