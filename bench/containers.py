@@ -8,6 +8,8 @@ create/start/inspect) and the CLI's own start-up cost is in both numbers alike:
   run --rm true ms   wall time of `docker run --rm --network none --name <unique> <image> true`
                      (exit code must be 0), --container-runs times per round and engine;
                      p50 and p90 of those, then the median over rounds.
+  run bridge ms      the same without `--network none`: the default bridge network (a
+                     namespace, a veth, an address; dockerd spends ~70 ms on it here).
   exec true ms       a container `<image> sleep 3600` (--network none) is started per engine,
                      then `docker exec <it> true` is timed the same way.
 
@@ -199,11 +201,14 @@ def run_group(args: argparse.Namespace, engines: list[Engine]) -> GroupResult:
     rows = {
         "run_p50": row("run_p50", f"run --rm true ms p50 (n={n})"),
         "run_p90": row("run_p90", "run --rm true ms p90"),
+        "bridge_p50": row("bridge_p50", f"run --rm true (bridge) ms p50 (n={n})"),
+        "bridge_p90": row("bridge_p90", "run --rm true (bridge) ms p90"),
         "exec_p50": row("exec_p50", f"exec true ms p50 (n={n})"),
         "exec_p90": row("exec_p90", "exec true ms p90"),
     }
     group.rows += rows.values()
     run_rows, exec_rows = [rows["run_p50"], rows["run_p90"]], [rows["exec_p50"], rows["exec_p90"]]
+    bridge_rows = [rows["bridge_p50"], rows["bridge_p90"]]
 
     def unavailable(engine: Engine, which: list[Row], why: str) -> None:
         for r in which:
@@ -212,7 +217,9 @@ def run_group(args: argparse.Namespace, engines: list[Engine]) -> GroupResult:
     cli_path = args.docker_cli or default_cli()
     if cli_path is None:
         for engine in engines:
-            unavailable(engine, run_rows + exec_rows, "no docker CLI found (--docker-cli)")
+            unavailable(
+                engine, run_rows + bridge_rows + exec_rows, "no docker CLI found (--docker-cli)"
+            )
         group.notes.append("skipped: no docker CLI found (--docker-cli PATH)")
         return group
     cli = Cli(cli_path, args.timeout)
@@ -231,11 +238,10 @@ def run_group(args: argparse.Namespace, engines: list[Engine]) -> GroupResult:
         state.names.append(name)
         return name
 
-    def time_run(state: EngineState) -> tuple[float | None, str]:
+    def time_run(state: EngineState, bridge: bool = False) -> tuple[float | None, str]:
         name = next_name(state, "run")
-        rc, seconds, err = cli(
-            state, "run", "--rm", "--network", "none", "--name", name, image, "true"
-        )
+        net = [] if bridge else ["--network", "none"]
+        rc, seconds, err = cli(state, "run", "--rm", *net, "--name", name, image, "true")
         if rc != 0:
             return None, err
         state.removed_by_rm.add(name)
@@ -277,7 +283,7 @@ def run_group(args: argparse.Namespace, engines: list[Engine]) -> GroupResult:
         for state in states.values():
             _prepare(state, args, tags)
             if state.unavailable:
-                unavailable(state.engine, run_rows + exec_rows, state.unavailable)
+                unavailable(state.engine, run_rows + bridge_rows + exec_rows, state.unavailable)
 
         # docker run --rm: one untimed warm-up run per engine, then rounds
         for state in states.values():
@@ -286,6 +292,18 @@ def run_group(args: argparse.Namespace, engines: list[Engine]) -> GroupResult:
                 if ms is None:
                     unavailable(state.engine, run_rows, f"warm-up run failed: {err}")
         measure(run_rows, {name: partial(time_run, s) for name, s in states.items()}, "run")
+
+        # the same on the default bridge network
+        for state in states.values():
+            if state.engine.name not in rows["bridge_p50"].unavailable:
+                ms, err = time_run(state, True)
+                if ms is None:
+                    unavailable(state.engine, bridge_rows, f"warm-up run failed: {err}")
+        measure(
+            bridge_rows,
+            {name: partial(time_run, s, True) for name, s in states.items()},
+            "run (bridge)",
+        )
 
         # docker exec: a sleeping container per engine, an untimed warm-up exec, then rounds
         sleepers: dict[str, str] = {}

@@ -31,7 +31,84 @@ FIXTURES = Path(
     )
 )
 BUSYBOX_TAR = FIXTURES / "busybox-docker-save.tar"
-REQUIRED_TOOLS = ("runc", "conmon", "iptables")
+REQUIRED_TOOLS = ("runc", "conmon", "iptables", "ip")
+_SEQ = iter(range(1 << 30))
+
+
+class TestNet:
+    """The daemon's own networking: a bridge made here (dockerd wants a non-default -b bridge
+    made by its owner), a /20 of 10.0.0.0/8 for it and the user-defined networks, and an
+    iptables chain prefix. `remove` deletes every link holding an address of the block (the
+    bridge, the user-defined networks' bridges) and every chain with the prefix."""
+
+    def __init__(self) -> None:
+        n = next(_SEQ)
+        pid = os.getpid()
+        self.octet = 100 + pid % 100
+        self.block = 16 * (n % 16)
+        self.bridge = f"pmt{pid % 4096:03x}{n % 16:x}"
+        self.gateway = f"10.{self.octet}.{self.block}.1"
+        self.subnet = f"10.{self.octet}.{self.block}.0/24"
+        self.pool = f"10.{self.octet}.{self.block}.0/20"
+        self.prefix = f"T{(pid + n) % 256:02x}-"
+
+    def make(self) -> None:
+        self.remove()
+        subprocess.run(["ip", "link", "add", self.bridge, "type", "bridge"], check=True)
+        subprocess.run(["ip", "addr", "add", f"{self.gateway}/24", "dev", self.bridge], check=True)
+
+    def args(self) -> list[str]:
+        return ["--bridge", self.bridge, "--default-address-pool", f"base={self.pool},size=24"]
+
+    def links(self) -> list[str]:
+        """Links with an IPv4 address in the block, and the bridge itself."""
+        out = subprocess.run(
+            ["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True, check=False
+        ).stdout
+        names = {self.bridge} if _link_exists(self.bridge) else set()
+        base = f"10.{self.octet}."
+        for line in out.splitlines():
+            words = line.split()
+            if len(words) > 3 and words[3].startswith(base):
+                third = int(words[3].split(".")[2])
+                if self.block <= third < self.block + 16:
+                    names.add(words[1].split("@")[0])
+        return sorted(names)
+
+    def chains(self) -> list[str]:
+        saved = subprocess.run(["iptables-save"], capture_output=True, text=True, check=False)
+        return [line for line in saved.stdout.splitlines() if self.prefix in line]
+
+    def remove(self) -> None:
+        for link in self.links():
+            subprocess.run(["ip", "link", "del", link], capture_output=True, check=False)
+        _remove_chains(self.prefix)
+
+
+def _link_exists(name: str) -> bool:
+    return os.path.exists(f"/sys/class/net/{name}")
+
+
+def _remove_chains(prefix: str) -> None:
+    """Delete every rule that mentions a chain named with `prefix`, then those chains."""
+    for table in ("filter", "nat"):
+        saved = subprocess.run(
+            ["iptables-save", "-t", table], capture_output=True, text=True, check=False
+        ).stdout
+        lines = ["*" + table]
+        chains = [ln[1:].split()[0] for ln in saved.splitlines() if ln.startswith(":" + prefix)]
+        for ln in saved.splitlines():
+            if ln.startswith("-A ") and prefix in ln and not ln.split()[1].startswith(prefix):
+                lines.append("-D " + ln[3:])
+        lines += [f"-F {c}" for c in chains] + [f"-X {c}" for c in chains] + ["COMMIT", ""]
+        if len(lines) > 3:
+            subprocess.run(
+                ["iptables-restore", "--noflush"],
+                input="\n".join(lines),
+                text=True,
+                capture_output=True,
+                check=False,
+            )
 
 
 def missing_prerequisites() -> list[str]:
@@ -73,6 +150,8 @@ class Daemon:
         self.config_file.write_text(json.dumps(config or {}))
         self.extra_args = list(extra_args)
         self.proc: subprocess.Popen[bytes] | None = None
+        self.net = TestNet()
+        self.net_made = False
 
     @property
     def host(self) -> str:
@@ -93,12 +172,17 @@ class Daemon:
             str(self.pidfile),
             "--config-file",
             str(self.config_file),
+            *self.net.args(),
             *self.extra_args,
         ]
 
     def start(self, timeout: float = 20) -> Daemon:
+        if not self.net_made:
+            self.net.make()
+            self.net_made = True
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT)
+        env = {**os.environ, "PYMOBY_IPTABLES_PREFIX": self.net.prefix}
+        self.proc = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -222,8 +306,13 @@ class Daemon:
         for pid in conmons_under(str(self.dir)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        for pid in proxies_of(self):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         for target in mounts_under(str(self.dir)):
             subprocess.run(["umount", "-l", target], capture_output=True, check=False)
+        if self.net_made:
+            self.net.remove()
 
     def cleanup(self) -> None:
         with contextlib.suppress(Exception):
@@ -245,6 +334,26 @@ def conmons_under(root: str) -> list[int]:
         except OSError:
             continue
         if argv and argv[0].endswith(b"conmon") and root.encode() in b" ".join(argv):
+            pids.append(int(entry))
+    return pids
+
+
+def proxies_of(d: Daemon) -> list[int]:
+    """pids of userland proxies of that daemon's containers (`--key <container ID>`)."""
+    try:
+        ids = {name.encode() for name in os.listdir(d.data_root / "containers")}
+    except OSError:
+        return []
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"pymoby.cmd.proxy" in argv and ids.intersection(argv):
             pids.append(int(entry))
     return pids
 

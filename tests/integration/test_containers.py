@@ -2,7 +2,7 @@
 
 Every test removes its containers; each module/daemon is swept afterwards (conmon processes,
 runc state, mounts under its temp dir), since containers outlive the daemon by design.
-Networking does not exist yet: every container uses `--network none` (or host).
+Most containers use `--network none` (networking has its own module, test_networks.py).
 """
 
 from __future__ import annotations
@@ -221,8 +221,9 @@ def test_failed_creates_and_starts_leave_nothing(clean: Daemon) -> None:
     )
     res = d.docker("create", NONE, "--pull", "never", "nosuchimage", check=False)
     assert "No such image: nosuchimage:latest" in res.stderr
-    res = d.docker("create", "busybox", check=False)
-    assert 'network "bridge" is not available' in res.stderr
+    d.docker("create", "--network", "nosuchnet", "--name", "nonet", "busybox")
+    res = d.docker("start", "nonet", check=False)
+    assert res.returncode != 0 and "network nosuchnet not found" in res.stderr
     d.docker("create", NONE, "--name", "taken", "busybox")
     cid = inspect(d, "taken")["Id"]
     res = d.docker("create", NONE, "--name", "taken", "busybox", check=False)
@@ -237,11 +238,13 @@ def test_failed_creates_and_starts_leave_nothing(clean: Daemon) -> None:
     assert state["Status"] == "created" and state["ExitCode"] == 127
     assert sorted(d.docker("ps", "-a", "--format", "{{.Names}}").stdout.split()) == [
         "nocmd",
+        "nonet",
         "taken",
     ]
     conmons, mounts = leftovers(d)
     assert conmons == [] and [m for m in mounts if "/overlay2/" in m and "merged" in m] == []
-    d.docker("rm", "taken", "nocmd")
+    assert [m for m in mounts if "/netns/" in m] == []
+    d.docker("rm", "taken", "nocmd", "nonet")
     assert sorted(os.listdir(d.data_root / "overlay2")) == before
     assert not list((d.exec_root / "bundles").iterdir())
 

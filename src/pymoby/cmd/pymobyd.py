@@ -84,7 +84,7 @@ def _set_flag(opt: Option, text: str, values: dict[str, Any]) -> None:
         raise FlagError(
             f"invalid argument {go_quote(text)} for {go_quote(opt.flag_label)} flag: {err}"
         ) from None
-    if opt.kind is Kind.LIST:
+    if opt.kind in (Kind.LIST, Kind.POOLS):
         values[opt.key] = (*values.get(opt.key, ()), value)
     else:
         values[opt.key] = value
@@ -147,12 +147,15 @@ def parse_command_line(argv: Iterable[str]) -> CommandLine:
     )
 
 
+_TYPE_NAMES = {Kind.BOOL: "", Kind.INT: " int", Kind.LIST: " list", Kind.POOLS: " pool-options"}
+
+
 def usage(environ: Mapping[str, str] | None = None) -> str:
     """`pymobyd --help`, generated from the option table."""
     env = os.environ if environ is None else environ
     rows = []
     for opt in sorted((o for o in _ALL if o.flags), key=lambda o: o.long):
-        kind = {Kind.BOOL: "", Kind.INT: " int", Kind.LIST: " list"}.get(opt.kind, " string")
+        kind = _TYPE_NAMES.get(opt.kind, " string")
         name = (f"-{opt.short}, " if opt.short else "    ") + f"--{opt.long}{kind}"
         default = opt.default_value(env)
         text = opt.help

@@ -5,20 +5,27 @@ check) plus its field on `Config`; the flag parser and help text (cmd/pymobyd.py
 validation, flag/file conflict detection and SIGHUP `reload` all come from that table. Names,
 precedence (flag > file > default) and error texts follow dockerd: a key given both as a flag
 and in the file, an unknown key, malformed JSON and wrongly typed values are errors, reported
-with dockerd's words. Every error is a `ConfigError` (InvalidParameter).
+with dockerd's words. Every error is a `ConfigError` (InvalidParameter). The network options
+(bridge, IPAM pools, DNS, iptables) are dockerd's; their checks that span options (-b with
+--bip, --icc=false without iptables, the pools' canonical form) run once flags and file are
+merged, where dockerd runs them when the daemon starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from ipaddress import IPv6Address, ip_address
 from typing import Any, NamedTuple
 
 from pymoby import errdefs
+from pymoby.api.types.networks import check_addr
 from pymoby.daemon.gojson import GoJSONError, Num, go_v, kind_of, loads, syntax_error
+from pymoby.daemon.networks import ipam
 from pymoby.log import LEVELS, go_quote
 
 DEFAULT_CONFIG_FILE = "/etc/pymoby/daemon.json"
@@ -148,6 +155,7 @@ class Kind(Enum):
     STRING = "string"
     LIST = "[]string"
     OBJECT = "map[string]interface {}"
+    POOLS = "[]*ipamutils.NetworkToSplit"  # a repeatable flag; in daemon.json a list of objects
 
 
 def _check_host(value: str) -> str:
@@ -173,6 +181,74 @@ def _check_level(value: str) -> str:
     return value.lower()
 
 
+def _go_ip(text: str) -> str | None:
+    """Go's net.ParseIP, normalized as net.IP prints it; None when it does not parse."""
+    try:
+        ip = ip_address(text) if "%" not in text else None
+    except ValueError:
+        return None
+    if isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return None if ip is None else str(ip)
+
+
+def _check_ip_flag(value: str) -> str:
+    """pflag's IP flag (--ip, --default-gateway)."""
+    ip = _go_ip(value.strip())
+    if ip is None:
+        raise ValueError(f"failed to parse IP: {go_quote(value)}")
+    return ip
+
+
+def _decode_ip(value: str) -> str:
+    """net.IP in daemon.json: "" is no address."""
+    ip = _go_ip(value) if value else ""
+    if ip is None:
+        raise ValueError(f"invalid IP address: {value}")
+    return ip
+
+
+def _check_dns(value: str) -> str:
+    """--dns: netip.ParseAddr (daemon.json's netip.Addr decodes "" as no address)."""
+    try:
+        check_addr(value)
+    except errdefs.InvalidParameter as err:
+        raise ValueError(err.message.removeprefix("invalid JSON: ")) from None
+    return str(ip_address(value))
+
+
+def _decode_dns(value: str) -> str:
+    return _check_dns(value) if value else ""
+
+
+_DOMAIN = re.compile(
+    r"(:?(:?[a-zA-Z0-9]|(:?[a-zA-Z0-9][a-zA-Z0-9\-]*[a-zA-Z0-9]))"
+    r"(:?\.(:?[a-zA-Z0-9]|(:?[a-zA-Z0-9][a-zA-Z0-9\-]*[a-zA-Z0-9])))*)\.?[\t\n\f\r ]*"
+)
+
+
+def _check_dns_search(value: str) -> str:
+    """opts.ValidateDNSSearch: "." or a domain name (returned without its trailing dot)."""
+    value = value.strip(" ")
+    if value == ".":
+        return value
+    match = _DOMAIN.fullmatch(value) if re.search("[a-zA-Z]", value) else None
+    if match is None or len(match.group(1)) >= 255:
+        raise ValueError(f"{value} is not a valid domain")
+    return match.group(1)
+
+
+def _check_mtu(value: int) -> int:
+    if value < 0:
+        raise ValueError(f"invalid default MTU: {value}")
+    return value
+
+
+def _check_pool_flag(value: str) -> ipam.PoolSpec:
+    """--default-address-pool: its syntax now, its canonical form once merged."""
+    return ipam.parse_pool_spec(value)
+
+
 def _cert(name: str) -> Callable[[Mapping[str, str]], str]:
     def default(environ: Mapping[str, str]) -> str:
         base = environ.get("DOCKER_CERT_PATH") or environ.get("DOCKER_CONFIG")
@@ -190,7 +266,9 @@ class Option:
     `key` is the daemon.json key; the Config attribute is `key` with `-` -> `_`. `flags` is
     e.g. "-D --debug" ("" = daemon.json only). `default` may be a function of the environment.
     `check` validates (and may normalize) one value or list item, raising ValueError with
-    dockerd's text. `reloadable` keys change on SIGHUP.
+    dockerd's text. `decode`, when set, converts a daemon.json value or list item instead of
+    `check` (a value dockerd's JSON decoder itself parses; its error is reported like a type
+    error). `reloadable` keys change on SIGHUP.
     """
 
     key: str
@@ -200,6 +278,7 @@ class Option:
     help: str = ""
     reloadable: bool = False
     check: Callable[[Any], Any] | None = None
+    decode: Callable[[Any], Any] | None = None
 
     @property
     def attr(self) -> str:
@@ -223,6 +302,7 @@ class Option:
 
 BOOL, INT, STR, LIST, OBJ = Kind.BOOL, Kind.INT, Kind.STRING, Kind.LIST, Kind.OBJECT
 _LEVEL_HELP = 'Set the logging level ("debug"|"info"|"warn"|"error"|"fatal")'
+_DEFBR = "for the default bridge network"
 OPTIONS: tuple[Option, ...] = (
     Option("hosts", LIST, (), "-H --host", "Daemon socket(s) to connect to", False, _check_host),
     Option("data-root", STR, "/var/lib/pymoby", "--data-root", "Root of persistent state"),
@@ -244,6 +324,33 @@ OPTIONS: tuple[Option, ...] = (
     Option("shutdown-timeout", INT, 15, "--shutdown-timeout", "Default shutdown timeout", True),
     Option("features", OBJ, {}, "", "Feature switches (daemon.json only)", True),
     Option("builder", OBJ, {}, "", "Builder settings (daemon.json only; ignored)"),
+    # networking (dockerd's BridgeConfig, NetworkConfig, DNSConfig)
+    Option("bridge", STR, "", "-b --bridge", "Attach containers to a network bridge"),
+    Option("bip", STR, "", "--bip", "IPv4 address for the default bridge"),
+    Option("fixed-cidr", STR, "", "--fixed-cidr", "IPv4 subnet " + _DEFBR),
+    Option("mtu", INT, 1500, "--mtu", 'Set the MTU for the default "bridge" network', False,
+           _check_mtu),
+    Option("icc", BOOL, True, "--icc", "Enable inter-container communication " + _DEFBR),
+    Option("ip-forward", BOOL, True, "--ip-forward",
+           "Enable IP forwarding in system configuration"),
+    Option("ip-masq", BOOL, True, "--ip-masq", "Enable IP masquerading " + _DEFBR),
+    Option("iptables", BOOL, True, "--iptables", "Enable addition of iptables rules"),
+    Option("userland-proxy", BOOL, True, "--userland-proxy",
+           "Use userland proxy for loopback traffic"),
+    Option("userland-proxy-path", STR, "", "--userland-proxy-path",
+           "Path to the userland proxy binary (accepted; pymoby runs its own proxy)"),
+    Option("default-gateway", STR, "", "--default-gateway",
+           "Default gateway IPv4 address " + _DEFBR, False, _check_ip_flag, _decode_ip),
+    Option("ip", STR, "0.0.0.0", "--ip",
+           "Host IP for port publishing from the default bridge network", False, _check_ip_flag,
+           _decode_ip),
+    Option("default-address-pools", Kind.POOLS, (), "--default-address-pool",
+           "Default address pools for node specific local networks", False, _check_pool_flag,
+           ipam.pool_spec_from_json),
+    Option("dns", LIST, (), "--dns", "DNS server to use", False, _check_dns, _decode_dns),
+    Option("dns-opts", LIST, (), "--dns-opt", "DNS options to use"),
+    Option("dns-search", LIST, (), "--dns-search", "DNS search domains to use", False,
+           _check_dns_search),
 )  # fmt: skip
 OPTION_BY_KEY = {opt.key: opt for opt in OPTIONS}
 # Flags that are actions, not configuration; dockerd accepts (and ignores) them as keys.
@@ -274,6 +381,22 @@ class Config:
     shutdown_timeout: int = 15
     features: Mapping[str, Any] = field(default_factory=dict, hash=False)
     builder: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    bridge: str = ""  # -b: a bridge the user made; "none" = no default bridge network
+    bip: str = ""
+    fixed_cidr: str = ""
+    mtu: int = 1500
+    icc: bool = True
+    ip_forward: bool = True
+    ip_masq: bool = True
+    iptables: bool = True
+    userland_proxy: bool = True
+    userland_proxy_path: str = ""
+    default_gateway: str = ""
+    ip: str = "0.0.0.0"  # default host IP of published ports
+    default_address_pools: tuple[ipam.AddressPool, ...] = ()  # () = ipam.DEFAULT_POOLS
+    dns: tuple[str, ...] = ()
+    dns_opts: tuple[str, ...] = ()
+    dns_search: tuple[str, ...] = ()
     # Where it came from, for `reload`: the file, and the keys set by flags (Go %v of the flag).
     config_file: str = DEFAULT_CONFIG_FILE
     config_file_given: bool = False
@@ -321,6 +444,12 @@ def _convert(opt: Option, value: Any) -> Any:
         if number is None or not -(2**63) <= number < 2**63:
             raise TypeError(f"json: cannot unmarshal number {value.text} into {where} int")
         return number
+    if opt.kind is Kind.POOLS:
+        if isinstance(value, list):
+            return tuple(value)
+        raise TypeError(
+            f"json: cannot unmarshal {kind_of(value)} into Go value of type {opt.kind.value}"
+        )
     if opt.kind is Kind.LIST and isinstance(value, list):
         for item in value:
             if item is not None and not isinstance(item, str):
@@ -405,13 +534,16 @@ def parse_file(path: str, data: bytes, flags: Mapping[str, str]) -> dict[str, An
         except TypeError as err:
             raise ConfigError(prefix + str(err)) from None
     for key, value in result.items():
-        check = OPTION_BY_KEY[key].check
-        if check is None or value is None:
+        opt = OPTION_BY_KEY[key]
+        convert = opt.decode or opt.check
+        if convert is None or value is None:
             continue
         try:
             items = value if isinstance(value, tuple) else (value,)
-            checked = tuple(check(item) for item in items)
+            checked = tuple(convert(item) for item in items)
         except (ValueError, ConfigError) as err:
+            if opt.decode is not None:
+                raise ConfigError(prefix + str(err)) from None
             raise ConfigError(f"{prefix}configuration validation from file failed: {err}") from None
         result[key] = checked if isinstance(value, tuple) else checked[0]
     return result
@@ -462,12 +594,36 @@ def _build(cmd: CommandLine, file_values: Mapping[str, Any], environ: Mapping[st
     for key in ("data-root", "exec-root", "pidfile"):
         if values[key]:
             values[key] = os.path.abspath(values[key])
+    _merge_network(values)
     return Config(
         **{OPTION_BY_KEY[k].attr: v for k, v in values.items()},
         config_file=cmd.config_file,
         config_file_given=cmd.config_file_given,
         cli_flags=tuple(sorted(cmd.display.items())),
     )
+
+
+def _merge_network(values: dict[str, Any]) -> None:
+    """The network options once merged: dockerd's start-up checks, the pools' canonical form."""
+    if values["mtu"] < 0:
+        raise ConfigError(f"invalid default MTU: {values['mtu']}")
+    if values["bridge"] and values["bip"]:
+        raise ConfigError(
+            "You specified -b & --bip, mutually exclusive options. Please specify only one"
+        )
+    if not values["icc"] and not values["iptables"]:
+        raise ConfigError(
+            "You specified --iptables=false with --icc=false. ICC=false uses iptables to"
+            " function. Please set --icc or --iptables to true"
+        )
+    try:
+        values["default-address-pools"] = ipam.make_pools(values["default-address-pools"])
+    except ValueError as err:
+        raise ConfigError(
+            f"Error initializing network controller: error obtaining controller instance: {err}"
+        ) from None
+    values["ip"] = values["ip"] or "0.0.0.0"
+    values["dns"] = tuple(d for d in values["dns"] if d)
 
 
 def load(cmd: CommandLine, environ: Mapping[str, str] | None = None) -> Config:

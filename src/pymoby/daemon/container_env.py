@@ -11,6 +11,7 @@ container manager itself never probes the host. Layout under the exec root:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ from pymoby.daemon.containers.ports import HostEnv
 from pymoby.daemon.containers.service import ContainerService
 from pymoby.daemon.containers.store import ContainerStore
 from pymoby.daemon.events import EventBus
+from pymoby.daemon.network_env import NetworkLayer
 from pymoby.kernel.sysinfo import HostProbe
 from pymoby.runtime.binaries import Binaries, lookup_binary, lookup_init_binary
 from pymoby.runtime.conmon import Runtime
@@ -91,7 +93,11 @@ def _host_env(cfg: Config, layers: LayerStore, features: str | None) -> HostEnv:
 
 
 async def open_containers(
-    cfg: Config, meta: MetaStore, events: EventBus, layers: LayerStore
+    cfg: Config,
+    meta: MetaStore,
+    events: EventBus,
+    layers: LayerStore,
+    networks: NetworkLayer | None = None,
 ) -> ContainerService:
     """The container manager with the real runtime (conmon + runc), not started yet: add the
     listeners (the stream side), then `await service.start()` (watch exits, live restore)."""
@@ -103,6 +109,13 @@ async def open_containers(
         raise errdefs.System("conmon is not on PATH (pymoby runs containers under conmon)")
     features = await Binaries().features(runc)
     env = await asyncio.to_thread(_host_env, cfg, layers, features)
+    env = dataclasses.replace(
+        env,
+        dns=tuple(cfg.dns),
+        dns_search=tuple(cfg.dns_search),
+        dns_options=tuple(cfg.dns_opts),
+        host_gateway=networks.host_gateway if networks is not None else (lambda: ""),
+    )
     exec_root = Path(cfg.exec_root)
     runtime = Runtime(runc, conmon, exec_root / "runc", exec_root)
     service = ContainerService(
@@ -112,5 +125,6 @@ async def open_containers(
         images=ImageStore(meta),
         events=events,
         env=env,
+        networks=networks.sandboxes if networks is not None else None,
     )
     return service

@@ -36,6 +36,8 @@ from pymoby.daemon.containers.service import ContainerService
 from pymoby.daemon.events import EventBus
 from pymoby.daemon.images.save import TarSizes
 from pymoby.daemon.images.service import ImageService, image_users
+from pymoby.daemon.network_api import NetworkAPI
+from pymoby.daemon.network_env import NetworkLayer, open_networks
 from pymoby.daemon.pidfile import AlreadyRunning, DaemonLock
 from pymoby.daemon.stream_env import StreamManagers, StreamRuntime, open_streams
 from pymoby.daemon.system import InfoCounts, SystemService
@@ -45,6 +47,7 @@ from pymoby.server.middleware import ServerInfo, build_app
 from pymoby.server.router import Router
 from pymoby.server.routes import containers as container_routes
 from pymoby.server.routes import images as image_routes
+from pymoby.server.routes import networks as network_routes
 from pymoby.server.routes import system as system_routes
 from pymoby.server.tls import server_context
 from pymoby.store import graphdriver
@@ -95,6 +98,7 @@ class Daemon:
         self.system: SystemService | None = None
         self.images: ImageService | None = None
         self.containers: ContainerService | None = None
+        self.networks: NetworkLayer | None = None
         self.streams: StreamManagers | None = None
         self.tracker = ConnectionTracker()
         self.servers: list[asyncio.Server] = []
@@ -107,7 +111,10 @@ class Daemon:
         self.store = await asyncio.to_thread(MetaStore.open, Path(cfg.data_root) / DB_NAME)
         self.engine_id = await asyncio.to_thread(self.store.engine_id)
         self.images = await open_images(cfg, self.store, self.events)
-        self.containers = await open_containers(cfg, self.store, self.events, self.images.layers)
+        self.networks = await open_networks(cfg, self.store, self.events)
+        self.containers = await open_containers(
+            cfg, self.store, self.events, self.images.layers, self.networks
+        )
         self.images.in_use_by = image_users(self.containers.image_users)
         self.streams = open_streams(
             self.containers.store,
@@ -142,6 +149,7 @@ class Daemon:
                 ),
                 *image_routes.routes(self.images),
                 *container_routes.routes(self.containers),
+                *network_routes.routes(NetworkAPI(self.networks.service, self.containers)),
                 *self.streams.routes(),
             ]
         )
@@ -213,6 +221,9 @@ class Daemon:
         if self.containers is not None:  # containers keep running (live restore)
             await self.containers.close()
             self.containers = None
+        if self.networks is not None:  # bridges, rules, proxies stay for the containers
+            await self.networks.close()
+            self.networks = None
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
             self.store = None

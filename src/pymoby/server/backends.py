@@ -24,6 +24,11 @@ from pymoby.api.types.images import (
     ImageSummary,
     Platform,
 )
+from pymoby.api.types.networks import (
+    NetworkCreateRequest,
+    NetworkCreateResponse,
+    NetworkResource,
+)
 from pymoby.api.types.system import DiskUsage, Info, Version
 from pymoby.api.versions import ApiVersion
 
@@ -229,3 +234,29 @@ class ContainerBackend(Protocol):
     async def inspect(self, name: str, *, size: bool) -> ContainerInspect: ...
 
     async def rename(self, name: str, new_name: str) -> None: ...
+
+
+class NetworkBackend(Protocol):
+    """The /networks routes. `term` is what the user typed (ID, name or unique ID prefix).
+
+    `list_networks` validates the filters (daemon/networks/filters.validate_list_filters) and
+    returns every matching network WITH its `containers` filled (the encoder drops them from
+    API 1.28, older clients get them); `inspect_network` looks up like dockerd's getNetwork
+    (only networks of `scope` when it is set); `prune_networks` returns the removed networks'
+    names. `create_network` gets the decoded body after the route's version rules (Driver ""
+    already "bridge", EnableIPv4 None below 1.48, Name not blank).
+    """
+
+    async def create_network(self, req: NetworkCreateRequest) -> NetworkCreateResponse: ...
+
+    async def list_networks(self, filters: Filters) -> list[NetworkResource]: ...
+
+    async def inspect_network(self, term: str, *, verbose: bool, scope: str) -> NetworkResource: ...
+
+    async def remove_network(self, term: str) -> None: ...
+
+    async def prune_networks(self, filters: Filters) -> list[str]: ...
+
+    async def connect(self, term: str, container: str, config: EndpointSettings | None) -> None: ...
+
+    async def disconnect(self, term: str, container: str, *, force: bool) -> None: ...

@@ -33,7 +33,7 @@ Rule: every state change is ONE transaction, run by the ONE writer thread.
   drawing below is compared with a DB migrated from zero by tests/unit/store/test_migrations.py:
   change both together.
 
-Schema (user_version 4)::
+Schema (user_version 5)::
 
     containers                           -- one row per container (daemon.containers.store)
       id                TEXT    PRIMARY KEY NOT NULL  -- 64 hex (CHECK)
@@ -52,6 +52,17 @@ Schema (user_version 4)::
       manually_stopped  INTEGER NOT NULL     -- 0/1: stop/kill by a user (unless-stopped)
       INDEX containers_image_id (image_id)
       UNIQUE (name)
+
+    endpoints                            -- endpoints of running containers (daemon.networks)
+      id            TEXT PRIMARY KEY NOT NULL  -- 64 hex
+      network_id    TEXT NOT NULL
+      container_id  TEXT NOT NULL
+      ipv4          TEXT                 -- '172.18.0.2', NULL when the network gives none
+      doc           BLOB NOT NULL        -- JSON: MAC, interface names, aliases, DNS names
+      FOREIGN KEY (network_id) REFERENCES networks(id)
+      INDEX endpoints_container (container_id)
+      UNIQUE (network_id, container_id)
+      UNIQUE (network_id, ipv4)
 
     image_refs                           -- tags and digests (pymoby.store.images)
       ref       TEXT PRIMARY KEY NOT NULL  -- 'docker.io/library/busybox:latest' / 'name@sha256:..'
@@ -96,6 +107,14 @@ Schema (user_version 4)::
     meta                                 -- engine-wide settings, one row per key
       key    TEXT  PRIMARY KEY NOT NULL  -- 'engine_id': uuid4, created once, never changed
       value  TEXT  NOT NULL
+
+    networks                             -- one row per network (daemon.networks.store)
+      id       TEXT    PRIMARY KEY NOT NULL  -- 64 hex (CHECK)
+      name     TEXT    NOT NULL
+      driver   TEXT    NOT NULL         -- bridge|host|null
+      created  INTEGER NOT NULL         -- unix nanoseconds
+      doc      BLOB    NOT NULL         -- JSON: options, labels, IPAM, bridge name, flags
+      UNIQUE (name)
 
     rw_layers                            -- container layers, one per container
       id        TEXT    PRIMARY KEY NOT NULL  -- the container ID

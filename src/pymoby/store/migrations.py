@@ -130,6 +130,30 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX containers_image_id ON containers (image_id);
         """,
     ),
+    Migration(
+        5,
+        "networks and endpoints: network records, and the endpoints of running containers",
+        """
+        CREATE TABLE networks (
+            id      TEXT    PRIMARY KEY NOT NULL,
+            name    TEXT    NOT NULL UNIQUE,
+            driver  TEXT    NOT NULL,
+            created INTEGER NOT NULL,
+            doc     BLOB    NOT NULL,
+            CHECK (length(id) = 64 AND id NOT GLOB '*[^0-9a-f]*')
+        );
+        CREATE TABLE endpoints (
+            id           TEXT PRIMARY KEY NOT NULL,
+            network_id   TEXT NOT NULL REFERENCES networks (id),
+            container_id TEXT NOT NULL,
+            ipv4         TEXT,
+            doc          BLOB NOT NULL,
+            UNIQUE (network_id, container_id),
+            UNIQUE (network_id, ipv4)
+        );
+        CREATE INDEX endpoints_container ON endpoints (container_id);
+        """,
+    ),
 )
 
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pymoby import errdefs
-from pymoby.cmd.pymobyd import parse_command_line
+from pymoby.cmd.pymobyd import parse_command_line, usage
 from pymoby.daemon import config as cfg
-from pymoby.daemon.config import Config, ConfigError, Host
+from pymoby.daemon.config import Config, ConfigError, FlagError, Host
+from pymoby.daemon.networks.ipam import AddressPool
 
 ENV = {"HOME": "/home/u"}
 
@@ -377,3 +379,226 @@ def test_go_v_formats_like_fmt() -> None:
     ]
     for value, text in values:
         assert cfg.go_v(value) == text
+
+
+# --- network options ---------------------------------------------------------------------------
+
+
+def test_network_defaults() -> None:
+    config = Config()
+    assert (config.bridge, config.bip, config.fixed_cidr, config.default_gateway) == ("",) * 4
+    assert config.mtu == 1500 and config.ip == "0.0.0.0"
+    assert config.icc and config.ip_forward and config.ip_masq and config.iptables
+    assert config.userland_proxy and config.userland_proxy_path == ""
+    assert config.default_address_pools == ()
+    assert (config.dns, config.dns_opts, config.dns_search) == ((), (), ())
+    flags = {opt.key: opt.flags for opt in cfg.OPTIONS}
+    assert flags["bridge"] == "-b --bridge"
+    assert flags["default-address-pools"] == "--default-address-pool"
+    assert (flags["dns-opts"], flags["dns-search"]) == ("--dns-opt", "--dns-search")
+    assert not any(cfg.OPTION_BY_KEY[k].reloadable for k in ("bip", "icc", "dns", "mtu"))
+
+
+def test_network_flags(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        None,
+        *("-b", "br0", "--fixed-cidr", "10.9.0.0/24", "--mtu", "9000", "--icc=false"),
+        *("--ip-forward=false", "--ip-masq=0", "--iptables=true", "--userland-proxy=false"),
+        *("--userland-proxy-path", "/usr/bin/docker-proxy", "--default-gateway", "10.9.0.254"),
+        *("--ip", " 127.0.0.1 ", "--dns", "1.1.1.1", "--dns", "2606:4700:4700:0::1111"),
+        *("--dns-opt", "ndots:2", "--dns-search", " example.com. ", "--dns-search", "."),
+        *("--default-address-pool", "base=10.10.0.0/16,size=24"),
+        *("--default-address-pool", "Base=10.20.0.0/16,Size=20"),
+    )
+    assert (config.bridge, config.fixed_cidr, config.mtu) == ("br0", "10.9.0.0/24", 9000)
+    assert not (config.icc or config.ip_forward or config.ip_masq or config.userland_proxy)
+    assert config.iptables and config.userland_proxy_path == "/usr/bin/docker-proxy"
+    assert (config.default_gateway, config.ip) == ("10.9.0.254", "127.0.0.1")
+    assert config.dns == ("1.1.1.1", "2606:4700:4700::1111")
+    assert (config.dns_opts, config.dns_search) == (("ndots:2",), ("example.com", "."))
+    assert config.default_address_pools == (
+        AddressPool(IPv4Network("10.10.0.0/16"), 24),
+        AddressPool(IPv4Network("10.20.0.0/16"), 20),
+    )
+    assert dict(config.cli_flags)["default-address-pools"] == "[10.10.0.0/16 24 10.20.0.0/16 20]"
+
+
+def test_network_options_in_file(tmp_path: Path) -> None:
+    content = {
+        "bridge": "none",
+        "fixed-cidr": "172.30.1.0/24",
+        "mtu": 1400,
+        "icc": False,
+        "ip-forward": False,
+        "ip-masq": False,
+        "iptables": True,
+        "userland-proxy": False,
+        "default-gateway": "172.30.1.1",
+        "ip": "",
+        "default-address-pools": [
+            {"base": "10.10.0.0/16", "size": 24},
+            {"Base": "fd00::/104", "SIZE": 112},
+        ],
+        "dns": ["8.8.8.8", ""],
+        "dns-opts": ["use-vc"],
+        "dns-search": ["a.example"],
+    }
+    config = load(tmp_path, json.dumps(content))
+    assert (config.bridge, config.fixed_cidr, config.mtu) == ("none", "172.30.1.0/24", 1400)
+    assert not (config.icc or config.ip_forward or config.ip_masq or config.userland_proxy)
+    assert (config.default_gateway, config.ip) == ("172.30.1.1", "0.0.0.0")
+    assert [str(p) for p in config.default_address_pools] == ["10.10.0.0/16 24", "fd00::/104 112"]
+    assert (config.dns, config.dns_opts, config.dns_search) == (
+        ("8.8.8.8",),
+        ("use-vc",),
+        ("a.example",),
+    )
+    assert load(tmp_path, '{"bip": "172.26.0.1/16", "userland-proxy-path": "/x"}').bip == (
+        "172.26.0.1/16"
+    )
+
+
+def test_pool_flag_and_file_conflict(tmp_path: Path) -> None:
+    message = error(
+        tmp_path,
+        '{"default-address-pools": [{"base": "10.0.0.0/8", "size": 24}]}',
+        "--default-address-pool",
+        "base=10.1.0.0/16,size=24",
+    )
+    assert message == prefix(tmp_path) + (
+        "the following directives are specified both as a flag and in the configuration file: "
+        "default-address-pools: (from flag: [10.1.0.0/16 24], from file: "
+        "[map[base:10.0.0.0/8 size:24]])"
+    )
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "reason"),
+    [
+        ("--dns", "x", 'ParseAddr("x"): unable to parse IP'),
+        ("--dns", "1.2.3.04", 'ParseAddr("1.2.3.04"): IPv4 field has octet with leading zero'),
+        ("--ip", "x", 'failed to parse IP: "x"'),
+        ("--default-gateway", "1.2.3", 'failed to parse IP: "1.2.3"'),
+        ("--dns-search", "-x", "-x is not a valid domain"),
+        ("--dns-search", "123", "123 is not a valid domain"),
+        ("--mtu", "x", 'strconv.ParseInt: parsing "x": invalid syntax'),
+        ("--icc", "maybe", 'strconv.ParseBool: parsing "maybe": invalid syntax'),
+        (
+            "--default-address-pool",
+            "base=x",
+            'invalid base prefix "x": netip.ParsePrefix("x"): no \'/\'',
+        ),
+        (
+            "--default-address-pool",
+            "base=10.0.0.0/8,size=x",
+            'invalid size value: "base=10.0.0.0/8,size=x" (must be integer): '
+            'strconv.Atoi: parsing "x": invalid syntax',
+        ),
+        ("--default-address-pool", "base=1.0.0.0/8,foo=1", "unexpected key 'foo' in 'foo=1'"),
+        ("--default-address-pool", "base", "invalid field 'base' must be a key=value pair"),
+    ],
+)
+def test_network_flag_errors(flag: str, value: str, reason: str) -> None:
+    with pytest.raises(FlagError) as info:
+        parse_command_line([f"{flag}={value}"])
+    assert str(info.value) == f'invalid argument "{value}" for "{flag}" flag: {reason}'
+
+
+NETCTL = (
+    "Error initializing network controller: error obtaining controller instance: "
+    "could not construct local address space: "
+)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--mtu", "-1"), "invalid default MTU: -1"),
+        (
+            ("-b", "br0", "--bip", "10.1.0.1/16"),
+            "You specified -b & --bip, mutually exclusive options. Please specify only one",
+        ),
+        (
+            ("--icc=false", "--iptables=false"),
+            "You specified --iptables=false with --icc=false. ICC=false uses iptables to "
+            "function. Please set --icc or --iptables to true",
+        ),
+        (
+            ("--default-address-pool", "size=24"),
+            NETCTL + "network at index 0 (&{invalid Prefix 24}) is not in canonical form",
+        ),
+        (
+            (
+                "--default-address-pool=base=10.0.0.0/8,size=24",
+                "--default-address-pool=base=10.0.0.0/16,size=8",
+            ),
+            NETCTL + "network at index 1 (&{10.0.0.0/16 8}) has a smaller prefix (/16) than the "
+            "target size of that pool (/8)",
+        ),
+    ],
+)
+def test_network_checks_after_merging(tmp_path: Path, flags: tuple[str, ...], message: str) -> None:
+    assert error(tmp_path, "{}", *flags) == message
+
+
+POOLS_IN = "default-address-pools"
+NTS = "Go struct field NetworkToSplit"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"dns": ["x"]}', 'ParseAddr("x"): unable to parse IP'),
+        ('{"ip": "1.2.3"}', "invalid IP address: 1.2.3"),
+        ('{"default-gateway": "x"}', "invalid IP address: x"),
+        (
+            f'{{"{POOLS_IN}": "x"}}',
+            "json: cannot unmarshal string into Go value of type []*ipamutils.NetworkToSplit",
+        ),
+        (
+            f'{{"{POOLS_IN}": [1]}}',
+            "json: cannot unmarshal number into Go value of type ipamutils.NetworkToSplit",
+        ),
+        (
+            f'{{"{POOLS_IN}": [{{"base": true}}]}}',
+            f"json: cannot unmarshal bool into {NTS}.base of type netip.Prefix",
+        ),
+        (f'{{"{POOLS_IN}": [{{"base": "10.0.0.0"}}]}}', "netip.ParsePrefix(\"10.0.0.0\"): no '/'"),
+        (
+            f'{{"{POOLS_IN}": [{{"base": "10.0.0.0/8", "size": 2.5}}]}}',
+            f"json: cannot unmarshal number 2.5 into {NTS}.size of type int",
+        ),
+        (
+            '{"dns-search": ["-x"]}',
+            "configuration validation from file failed: -x is not a valid domain",
+        ),
+        ('{"mtu": -5}', "configuration validation from file failed: invalid default MTU: -5"),
+        (
+            '{"icc": "no"}',
+            "json: cannot unmarshal string into Go struct field Config.icc of type bool",
+        ),
+        (
+            '{"dns": "8.8.8.8"}',
+            "json: cannot unmarshal string into Go struct field Config.dns of type []string",
+        ),
+    ],
+)
+def test_bad_network_values_in_file(tmp_path: Path, content: str, message: str) -> None:
+    assert error(tmp_path, content) == prefix(tmp_path) + message
+
+
+def test_pools_canonical_form_from_file(tmp_path: Path) -> None:
+    assert error(tmp_path, '{"default-address-pools": [null]}') == (
+        NETCTL + "network at index 0 (<nil>) is not in canonical form"
+    )
+
+
+def test_usage_shows_network_flags() -> None:
+    text = usage({})
+    assert "--default-address-pool pool-options" in text
+    assert (
+        "Enable inter-container communication for the default bridge network (default true)" in text
+    )
+    assert "--ip string" in text and '(default "0.0.0.0")' in text
+    assert "-b, --bridge string" in text and "--mtu int" in text

@@ -124,12 +124,38 @@ def _check_v4(conn: sqlite3.Connection, before: str) -> None:
     assert conn.execute("SELECT count(*) FROM containers").fetchone() == (2,)
 
 
+def _check_v5(conn: sqlite3.Connection, before: str) -> None:
+    tables = {block.split("\n")[0] for block in before.split("\n\n")}
+    assert "networks" not in tables and "endpoints" not in tables
+    net = "INSERT INTO networks VALUES (?, ?, 'bridge', 0, x'7b7d')"
+    a, b = "a" * 64, "b" * 64
+    conn.execute(net, (a, "bridge"))
+    for bad in ((b, "bridge"), (a, "other"), ("c" * 63, "x"), ("C" * 64, "y")):
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute(net, bad)
+    ep = "INSERT INTO endpoints VALUES (?, ?, ?, ?, x'7b7d')"
+    conn.execute(ep, ("e1", a, "c1", "172.17.0.2"))
+    conn.execute(ep, ("e2", a, "c2", None))
+    conn.execute(ep, ("e3", a, "c3", None))  # several endpoints without an address
+    for bad_ep in (
+        ("e4", a, "c1", "172.17.0.3"),  # the container is already on the network
+        ("e4", a, "c4", "172.17.0.2"),  # the address is taken
+        ("e4", b, "c4", "172.17.0.4"),  # no such network
+        ("e1", a, "c5", "172.17.0.5"),  # the ID is taken
+    ):
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute(ep, bad_ep)
+    with pytest.raises(sqlite3.IntegrityError):  # a network with endpoints stays
+        conn.execute("DELETE FROM networks WHERE id = ?", (a,))
+
+
 # One check per migration: (DB at version n, schema text at n-1). Add one with each migration.
 CHECKS: dict[int, Callable[[sqlite3.Connection, str], None]] = {
     1: _check_v1,
     2: _check_v2,
     3: _check_v3,
     4: _check_v4,
+    5: _check_v5,
 }
 
 

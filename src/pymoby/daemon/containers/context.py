@@ -16,7 +16,14 @@ from typing import Any, Protocol
 
 from pymoby import errdefs
 from pymoby.daemon.containers.model import Container
-from pymoby.daemon.containers.ports import ExitWatch, HostEnv, Images, Layers, Runtime
+from pymoby.daemon.containers.ports import (
+    ExitWatch,
+    HostEnv,
+    Images,
+    Layers,
+    Networking,
+    Runtime,
+)
 from pymoby.daemon.containers.store import ContainerStore
 from pymoby.daemon.events import EventBus
 
@@ -47,6 +54,7 @@ class Deps:
     events: EventBus
     env: HostEnv
     watcher: ExitWatch | None = None
+    networks: Networking | None = None  # None: the daemon runs without a network layer
     # Removes a container (force): set by the service; used for AutoRemove.
     remover: Callable[[Container], Awaitable[None]] | None = None
     shutting_down: bool = False

@@ -6,8 +6,9 @@ init layer) is created, the container directory made and the row inserted in ONE
 A failure at any step undoes the earlier ones: no row, no name, no RW layer, no mount, no
 directory is left behind, and no runtime process exists yet (conmon starts at `start`).
 
-What pymoby cannot do yet is refused with 501 and says so: bridge and user-defined networks
-(only `none`, `host` and `container:<name|id>` exist), named and anonymous volumes given in
+Networks are checked at create (an unknown one is 404 `network x not found`) and the
+endpoints stored by network name (netsetup.create_endpoints); the sandbox is made at start.
+What pymoby cannot do yet is refused with 501 and says so: named and anonymous volumes given in
 Binds/Mounts, `--volumes-from`, image mounts, shareable/container IPC, links, device requests,
 log drivers other than json-file, local, k8s-file and none (all four are conmon's k8s-file log,
 read and rotated by the daemon: logs.py, logrotate.py). An image's own VOLUMEs stay in the
@@ -29,7 +30,7 @@ from pathlib import Path
 from pymoby import errdefs
 from pymoby.api.types.containers import Config, EndpointSettings, HostConfig
 from pymoby.api.types.images import ImageConfig, Platform
-from pymoby.daemon.containers import names
+from pymoby.daemon.containers import names, netsetup
 from pymoby.daemon.containers.context import Deps
 from pymoby.daemon.containers.files import setup_init_layer
 from pymoby.daemon.containers.model import Container, MountPoint
@@ -66,18 +67,6 @@ class CreateParams:
     host_config: HostConfig
     endpoints: dict[str, EndpointSettings | None]
     platform: Platform | None = None
-
-
-def check_network_mode(mode: str) -> None:
-    """Only the modes that need no network driver exist yet."""
-    if mode in ("none", "host") or container_ref(mode) is not None:
-        return
-    name = "bridge" if mode in ("", "default") else mode
-    raise errdefs.NotImplementedErr(
-        f'network "{name}" is not available: pymoby does not implement bridge or '
-        "user-defined networks yet; use --network none, --network host or "
-        "--network container:<name|id>"
-    )
 
 
 def check_log_config(hc: HostConfig) -> None:
@@ -145,7 +134,6 @@ async def create(d: Deps, params: CreateParams) -> tuple[str, list[str]]:
     warnings = await asyncio.to_thread(
         validate_host_config, config, hc, d.env.limits, source_exists=_exists
     )
-    check_network_mode(hc.network_mode)
     check_unsupported(hc)
     check_log_config(hc)
     for net, ep in params.endpoints.items():
@@ -153,6 +141,7 @@ async def create(d: Deps, params: CreateParams) -> tuple[str, list[str]]:
             raise errdefs.InvalidParameter(
                 f"invalid config for network {net}: EndpointsConfig is nil"
             )
+    endpoints = netsetup.create_endpoints(d, hc, copy.deepcopy(params.endpoints))
 
     record: ImageRecord | None = None
     image_cfg: ImageConfig | None = None
@@ -202,7 +191,7 @@ async def create(d: Deps, params: CreateParams) -> tuple[str, list[str]]:
             root=d.env.data_root / "containers" / cid,
             bundle=d.env.exec_root / "bundles" / cid,
             driver=d.env.storage_driver,
-            endpoints=copy.deepcopy(params.endpoints),
+            endpoints=endpoints,
             mounts=mounts_list,
         )
         await _make(d, ctr, record.chain_id if record else None)

@@ -16,7 +16,10 @@ container's directory and renamed into place. All functions block: callers use a
 - /etc/resolv.conf: the host's (systemd-resolved's upstream file when the host points at
   127.0.0.53); outside the host's network, loopback nameservers are dropped (unreachable from
   a container) and Google's public servers used when none remain, as dockerd does; --dns,
-  --dns-search and --dns-option replace the nameservers, search domains and options.
+  --dns-search and --dns-option replace the nameservers, search domains and options. On a
+  user-defined network the only nameserver is the embedded DNS (127.0.0.11, `options
+  ndots:0`, dockerd's text); --dns servers become its upstreams instead.
+- `--add-host name:host-gateway` is the default bridge's gateway address.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ DEFAULT_HOSTS = (
     ("ff02::2", "ip6-allrouters"),
 )
 DEFAULT_NAMESERVERS = ("8.8.8.8", "8.8.4.4")
+EMBEDDED_DNS = "127.0.0.11"
 HOST_RESOLV_CONF = "/etc/resolv.conf"
 SYSTEMD_RESOLV_CONF = "/run/systemd/resolve/resolv.conf"
 HOST_HOSTS = "/etc/hosts"
@@ -153,6 +157,7 @@ def hosts_content(
     host_network: bool,
     own: Sequence[tuple[str, str]] = (),
     host_hosts: str | None = None,
+    host_gateway: str = "",
 ) -> str:
     """The container's /etc/hosts (see the module rule). `own` are (ip, names) records."""
     lines: list[str] = []
@@ -165,10 +170,12 @@ def hosts_content(
     for entry in extra_hosts or ():
         name, _, ip = entry.partition(":")
         if ip == "host-gateway":
-            raise errdefs.NotImplementedErr(
-                "add-host with host-gateway needs the default bridge network, which pymoby "
-                "does not provide yet"
-            )
+            if not host_gateway:
+                raise errdefs.InvalidParameter(
+                    "unable to derive the IP value for host-gateway: the default bridge "
+                    "network is disabled (--bridge=none) and no --host-gateway-ip is set"
+                )
+            ip = host_gateway
         lines.append(f"{ip}\t{name}\n")
     return "".join(lines)
 
@@ -199,12 +206,16 @@ def resolv_conf_content(
     dns: Sequence[str] | None,
     dns_search: Sequence[str] | None,
     dns_options: Sequence[str] | None,
+    embedded_dns: bool = False,
 ) -> str:
     """The container's /etc/resolv.conf (see the module rule)."""
     servers = _field_values(host_text, "nameserver")
     search = _field_values(host_text, "search") or _field_values(host_text, "domain")
     options = _field_values(host_text, "options")
-    if dns:
+    if embedded_dns:
+        servers = [EMBEDDED_DNS]
+        options = ["ndots:0", *(o for o in options if not o.startswith("ndots:"))]
+    elif dns:
         servers = list(dns)
     elif not host_network:
         servers = [s for s in servers if not _is_loopback(s)] or list(DEFAULT_NAMESERVERS)
@@ -212,12 +223,19 @@ def resolv_conf_content(
         search = [] if list(dns_search) == ["."] else list(dns_search)
     if dns_options:
         options = list(dns_options)
+        if embedded_dns and not any(o.startswith("ndots:") for o in options):
+            options.insert(0, "ndots:0")
     out = [f"nameserver {s}\n" for s in servers]
     if search:
         out.append("search " + " ".join(search) + "\n")
     if options:
         out.append("options " + " ".join(options) + "\n")
     return "".join(out)
+
+
+def nameservers(text: str) -> list[str]:
+    """The nameserver addresses of a resolv.conf text."""
+    return _field_values(text, "nameserver")
 
 
 def _field_values(text: str, key: str) -> list[str]:

@@ -13,7 +13,7 @@ import asyncio
 from pymoby import errdefs
 from pymoby.api.types.container_responses import ContainerInspect, StateView
 from pymoby.daemon.containers.context import Deps
-from pymoby.daemon.containers.listing import layer_sizes, mount_view, networks_of
+from pymoby.daemon.containers.listing import layer_sizes, mount_view, networks_of, port_map
 from pymoby.daemon.containers.model import Container
 
 
@@ -64,9 +64,9 @@ async def inspect(d: Deps, name: str, *, size: bool) -> ContainerInspect:
         graph_driver=graph,
         mounts=[mount_view(m) for m in c.mounts],
         config=c.config,
-        sandbox_id="",
+        sandbox_id=c.sandbox_id,
         sandbox_key=c.sandbox_key,
-        ports={},
+        ports=port_map(c),
         networks=networks_of(c),
     )
     if size:

@@ -23,7 +23,7 @@ import signal as _signal
 import time
 
 from pymoby import errdefs
-from pymoby.daemon.containers import runspec
+from pymoby.daemon.containers import netsetup, runspec
 from pymoby.daemon.containers.context import Deps, wrap_error
 from pymoby.daemon.containers.model import Container, WaitResult
 from pymoby.daemon.containers.signals import (
@@ -135,7 +135,12 @@ def _start_error(exc: Exception) -> errdefs.PymobyError:
 
 
 async def _run(d: Deps, c: Container) -> int:
-    await runspec.prepare(d, c)
+    await netsetup.attach(d, c)
+    try:
+        await runspec.prepare(d, c)
+    except BaseException:
+        await asyncio.shield(netsetup.detach(d, c))
+        raise
     try:
         if d.watcher is not None:
             d.watcher.forget(c.id)
@@ -157,6 +162,7 @@ async def _run(d: Deps, c: Container) -> int:
     except BaseException:
         await asyncio.shield(runspec.release(d, c))
         await asyncio.to_thread(runspec.remove_bundle, c.bundle)
+        await asyncio.shield(netsetup.detach(d, c))
         raise
     return pid
 

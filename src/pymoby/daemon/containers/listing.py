@@ -19,7 +19,7 @@ import time
 
 from pymoby import errdefs
 from pymoby.api.filters import Filters
-from pymoby.api.types.container_responses import ContainerSummary, MountPointView
+from pymoby.api.types.container_responses import ContainerSummary, MountPointView, PortView
 from pymoby.api.types.containers import EndpointSettings
 from pymoby.archive.diff import ChangeKind, changes, directory_size
 from pymoby.daemon.containers.context import Deps
@@ -90,12 +90,43 @@ def command_text(c: Container) -> str:
 
 
 def networks_of(c: Container) -> dict[str, EndpointSettings]:
-    """The networks a container is attached to (by name): its network mode's, if any."""
+    """The networks a container is attached to (by name), with their endpoint settings."""
     mode = c.host_config.network_mode
     if mode.startswith("container:") or not mode:
         return {}
-    ep = c.endpoints.get(mode)
-    return {mode: ep if ep is not None else EndpointSettings()}
+    if not c.endpoints:
+        return {mode: EndpointSettings()}
+    return {k: v if v is not None else EndpointSettings() for k, v in c.endpoints.items()}
+
+
+def port_map(c: Container) -> dict[str, list[dict[str, str]] | None]:
+    """NetworkSettings.Ports: every exposed or published port of a running container, with
+    its host bindings (None when it is exposed only); {} when not running."""
+    if not c.sandbox_key:
+        return {}
+    out: dict[str, list[dict[str, str]] | None] = {}
+    for key in c.config.exposed_ports or {}:
+        out[key if "/" in key else key + "/tcp"] = None
+    for b in c.ports:
+        key = f"{b.container_port}/{b.proto}"
+        bound = out.get(key) or []
+        bound.append({"HostIp": b.host_ip, "HostPort": str(b.host_port)})
+        out[key] = bound
+    return out
+
+
+def port_views(c: Container) -> list[PortView]:
+    """The `Ports` of `docker ps`: published bindings, then exposed-only ports."""
+    views = [
+        PortView(private_port=b.container_port, type=b.proto, ip=b.host_ip, public_port=b.host_port)
+        for b in c.ports
+    ]
+    published = {(b.container_port, b.proto) for b in c.ports}
+    for key in c.config.exposed_ports or {}:
+        port, _, proto = key.partition("/")
+        if port.isdigit() and (int(port), proto or "tcp") not in published:
+            views.append(PortView(private_port=int(port), type=proto or "tcp"))
+    return views
 
 
 def mount_view(m: MountPoint) -> MountPointView:
@@ -219,7 +250,7 @@ async def list_containers(
             continue
         if filters.contains("network") and not _on_network(c, filters.get("network")):
             continue
-        if (publish or expose) and not _has_port(publish, expose):
+        if (publish or expose) and not _has_port(c, publish, expose):
             continue
         picked.append(c)
     return await _summaries(d, picked, size)
@@ -261,8 +292,14 @@ def _on_network(c: Container, values: list[str]) -> bool:
     return False
 
 
-def _has_port(publish: set[str], expose: set[str]) -> bool:
-    return False  # no container publishes or exposes a port without a network driver
+def _has_port(c: Container, publish: set[str], expose: set[str]) -> bool:
+    """dockerd: `publish` matches a public port, `expose` a private one (port/proto)."""
+    for p in port_views(c):
+        if p.public_port and f"{p.public_port}/{p.type}" in publish:
+            return True
+        if f"{p.private_port}/{p.type}" in expose:
+            return True
+    return False
 
 
 async def _descendants(d: Deps, image_id: str, out: set[str]) -> None:
@@ -298,7 +335,7 @@ async def _summaries(d: Deps, picked: list[Container], size: bool) -> list[Conta
             image_id=c.image_id,
             command=command_text(c),
             created=c.created // 1_000_000_000,
-            ports=[],
+            ports=port_views(c),
             labels=c.labels,
             state=c.state_name,
             status=status_text(c, now),

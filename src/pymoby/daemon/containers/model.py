@@ -29,6 +29,7 @@ from pathlib import Path
 
 from pymoby.api.types.containers import Config, EndpointSettings, HostConfig
 from pymoby.daemon.containers.state import ALIVE, Event, Status, transition
+from pymoby.daemon.networks.portmap import PortBinding
 
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 
@@ -91,7 +92,12 @@ class Container:
     state: State = field(default_factory=State)
     restart_count: int = 0
     manually_stopped: bool = False  # docker stop/kill: unless-stopped does not restart it
-    sandbox_key: str = ""  # the network namespace path while running ("" when none is kept)
+    # The network sandbox while running (daemon.networks.sandbox): its ID, namespace path,
+    # published ports and the pid of their userland proxy.
+    sandbox_id: str = ""
+    sandbox_key: str = ""
+    ports: list[PortBinding] = field(default_factory=list)
+    proxy_pid: int = 0
     # /etc/hostname, /etc/hosts, /etc/resolv.conf as bind-mounted: set by the first start (the
     # container's own files under `root`, or those of the container whose network it joins).
     hostname_path: str = ""

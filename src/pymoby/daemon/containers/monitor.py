@@ -24,7 +24,7 @@ import logging
 import time
 
 from pymoby import errdefs
-from pymoby.daemon.containers import runspec
+from pymoby.daemon.containers import netsetup, runspec
 from pymoby.daemon.containers.context import Deps
 from pymoby.daemon.containers.lifecycle import start_locked
 from pymoby.daemon.containers.model import Container
@@ -71,7 +71,7 @@ async def cleanup_runtime(d: Deps, c: Container) -> None:
     except errdefs.PymobyError as exc:
         log.error("%s cleanup: failed to unmount the root filesystem: %s", c.id, exc)
     await asyncio.to_thread(runspec.remove_bundle, c.bundle)
-    c.sandbox_key = ""
+    await netsetup.detach(d, c)
 
 
 async def on_exit(d: Deps, cid: str, exit_code: int, oom: bool, finished_ns: int) -> None:

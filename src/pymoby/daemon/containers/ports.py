@@ -9,11 +9,13 @@ host itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from pymoby.api.types.containers import EndpointSettings
+from pymoby.daemon.networks.sandbox import SandboxRequest, SandboxState
 from pymoby.runtime.conmon import AdoptedState
 from pymoby.runtime.exits import ExitStatus, OnExit
 from pymoby.runtime.runc import RuncState
@@ -32,6 +34,30 @@ class ExitWatch(Protocol):
     def forget(self, cid: str) -> None: ...
 
     async def close(self) -> None: ...
+
+
+class Networking(Protocol):
+    """daemon.networks.sandbox.Sandboxes: sandboxes of running containers."""
+
+    def network_name(self, term: str) -> str: ...
+
+    async def setup(
+        self, req: SandboxRequest
+    ) -> tuple[SandboxState, dict[str, EndpointSettings]]: ...
+
+    async def teardown(self, container_id: str, state: SandboxState) -> None: ...
+
+    async def restore(
+        self, container_id: str, state: SandboxState, dns_servers: Sequence[str]
+    ) -> None: ...
+
+    async def connect(
+        self, req: SandboxRequest, state: SandboxState, term: str, settings: EndpointSettings
+    ) -> tuple[str, EndpointSettings]: ...
+
+    async def disconnect(self, container_id: str, term: str) -> str: ...
+
+    async def sweep(self, running: set[str], keep: set[str]) -> None: ...
 
 
 class Runtime(Protocol):
@@ -118,3 +144,7 @@ class HostEnv:
     time_namespace: bool = False
     rro_error: str | None = None  # why recursive read-only mounts are unavailable (None: they are)
     chain_size: Callable[[str], int] | None = None  # bytes of an image chain (SizeRootFs)
+    dns: tuple[str, ...] = ()  # the daemon's --dns, --dns-search, --dns-opt
+    dns_search: tuple[str, ...] = ()
+    dns_options: tuple[str, ...] = ()
+    host_gateway: Callable[[], str] = field(default=lambda: "")  # --add-host x:host-gateway

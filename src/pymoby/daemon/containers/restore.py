@@ -14,7 +14,9 @@ Then: `dead` containers (a removal was interrupted) are removed; containers whos
 policy asks for it (dockerd's ShouldRestart: `always`, `unless-stopped` unless stopped by a
 user, `on-failure` after a failure) are started; stopped AutoRemove containers are removed;
 RW layers without a row (a crash inside create) and runc containers without a process in our
-records (a crash inside create or start) go, with the mount such a start left.
+records (a crash inside create or start) go, with the mount such a start left. The network
+sandboxes of adopted containers are re-adopted (proxies, DNS, port rules); endpoints and
+namespaces of containers no longer running are swept.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ import contextlib
 import logging
 import signal as _signal
 import time
+from pathlib import Path
 
 from pymoby import errdefs
+from pymoby.daemon.containers import netsetup
 from pymoby.daemon.containers.context import Deps
 from pymoby.daemon.containers.lifecycle import start_locked
 from pymoby.daemon.containers.model import Container
@@ -47,6 +51,11 @@ async def restore(d: Deps) -> list[Container]:
     await _remove_orphan_layers(d)
     await _remove_orphan_runtime_state(d)
     await asyncio.gather(*(_adopt(d, c) for c in loaded if c.has_process))
+    if d.networks is not None:
+        alive = [c for c in loaded if c.has_process]
+        await d.networks.sweep(
+            {c.id for c in alive}, {Path(c.sandbox_key).name for c in alive if c.sandbox_key}
+        )
     for c in loaded:
         if c.has_process:
             d.notify("restored", c)
@@ -99,6 +108,7 @@ async def _adopt(d: Deps, c: Container) -> None:
             c.apply(Event.PAUSE)
         elif adopted.status == "running" and c.state.status is Status.PAUSED:
             c.apply(Event.UNPAUSE)
+        await netsetup.restore(d, c)
         await d.store.save(c)
         log.info("restored container %s (%s, pid %d)", c.id, c.state.status.value, c.state.pid)
 

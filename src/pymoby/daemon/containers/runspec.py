@@ -20,6 +20,7 @@ from pymoby import errdefs
 from pymoby.daemon.containers import files
 from pymoby.daemon.containers.context import Deps
 from pymoby.daemon.containers.model import Container
+from pymoby.daemon.containers.ports import HostEnv
 from pymoby.runtime import mounts
 from pymoby.runtime.spec import Device, NamespacePaths, SpecInput, build_spec
 from pymoby.runtime.validate import container_ref
@@ -45,7 +46,7 @@ def joined_container(d: Deps, c: Container, ref: str, what: str) -> Container:
 async def prepare(d: Deps, c: Container) -> None:
     """Mount, write the network files, build the spec, write the bundle (see the rule)."""
     hc = c.host_config
-    namespaces = NamespacePaths()
+    namespaces = NamespacePaths(network=c.sandbox_key or None)
     net_ref = container_ref(hc.network_mode)
     if net_ref is not None:
         other = joined_container(d, c, net_ref, "network")
@@ -66,7 +67,7 @@ async def prepare(d: Deps, c: Container) -> None:
     c.rootfs = str(rootfs)
     try:
         if net_ref is None:
-            await asyncio.to_thread(_network_files, c)
+            await asyncio.to_thread(_network_files, c, d.env.host_gateway(), d.env)
         passwd, group, devices, host_devices = await asyncio.to_thread(_host_reads, c, rootfs)
         env = d.env
         inp = SpecInput(
@@ -108,25 +109,30 @@ async def release(d: Deps, c: Container) -> None:
     await asyncio.to_thread(d.layers.unmount, c.id)
 
 
-def _network_files(c: Container) -> None:
+def _network_files(c: Container, host_gateway: str, env: HostEnv) -> None:
     """/etc/hostname, /etc/hosts, /etc/resolv.conf of a container with its own files."""
     hc, cfg = c.host_config, c.config
     host_network = hc.network_mode == "host"
     hostname = files.hostname_content(cfg.hostname, cfg.domainname)
-    own: list[tuple[str, str]] = []
+    names = f"{cfg.hostname}.{cfg.domainname} {cfg.hostname}" if cfg.domainname else cfg.hostname
+    own = [
+        (ep.ip_address, names) for ep in c.endpoints.values() if ep is not None and ep.ip_address
+    ]
     hosts = files.hosts_content(
         hc.extra_hosts,
         host_network=host_network,
-        own=own,
+        own=own[:1],
         host_hosts=files.read_host_hosts() if host_network else None,
+        host_gateway=host_gateway,
     )
     host_text, _ = files.host_resolv_conf()
     resolv = files.resolv_conf_content(
         host_text,
         host_network=host_network,
-        dns=hc.dns,
-        dns_search=hc.dns_search,
-        dns_options=hc.dns_options,
+        dns=hc.dns or env.dns,
+        dns_search=hc.dns_search or env.dns_search,
+        dns_options=hc.dns_options or env.dns_options,
+        embedded_dns=bool(c.endpoints) and not set(c.endpoints) <= {"bridge", "none", "host"},
     )
     for name, content in (("hostname", hostname), ("hosts", hosts), ("resolv.conf", resolv)):
         files.write_file(c.root / name, content)

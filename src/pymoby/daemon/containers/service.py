@@ -22,10 +22,19 @@ from pymoby.api.types.container_responses import ContainerInspect, ContainerSumm
 from pymoby.api.types.containers import Config, EndpointSettings, HostConfig
 from pymoby.api.types.images import Platform
 from pymoby.daemon.containers import create as create_mod
-from pymoby.daemon.containers import delete, inspect, lifecycle, listing, monitor, names, restore
+from pymoby.daemon.containers import (
+    delete,
+    inspect,
+    lifecycle,
+    listing,
+    monitor,
+    names,
+    netconnect,
+    restore,
+)
 from pymoby.daemon.containers.context import Deps, Listener, wrap_error
 from pymoby.daemon.containers.model import Container
-from pymoby.daemon.containers.ports import HostEnv, Images, Layers, Runtime
+from pymoby.daemon.containers.ports import HostEnv, Images, Layers, Networking, Runtime
 from pymoby.daemon.containers.store import ContainerStore
 from pymoby.daemon.events import EventBus
 
@@ -51,9 +60,10 @@ class ContainerService:
         images: Images,
         events: EventBus,
         env: HostEnv,
+        networks: Networking | None = None,
     ) -> None:
         self.store = store
-        self.deps = Deps(store, runtime, layers, images, events, env)
+        self.deps = Deps(store, runtime, layers, images, events, env, networks=networks)
         self.deps.remover = self._auto_remove
 
     # -- life of the manager -----------------------------------------------------------------
@@ -168,6 +178,17 @@ class ContainerService:
 
     async def inspect(self, name: str, *, size: bool) -> ContainerInspect:
         return await inspect.inspect(self.deps, name, size=size)
+
+    async def connect_network(
+        self, term: str, container: str, settings: EndpointSettings | None
+    ) -> None:
+        await netconnect.connect(self.deps, term, container, settings)
+
+    async def disconnect_network(self, term: str, container: str, *, force: bool) -> None:
+        await netconnect.disconnect(self.deps, term, container, force=force)
+
+    def network_users(self, network_name: str) -> list[str]:
+        return netconnect.users_of(self.deps, network_name)
 
     async def rename(self, name: str, new_name: str) -> None:
         """POST /containers/{id}/rename (dockerd's ContainerRename, without links)."""

@@ -35,6 +35,7 @@ from pymoby.daemon.containers.names import (
     NameConflict,
 )
 from pymoby.daemon.containers.state import Status
+from pymoby.daemon.networks.portmap import PortBinding
 from pymoby.store.meta import MetaStore
 
 _COLUMNS = (
@@ -56,7 +57,10 @@ class _Doc(msgspec.Struct, kw_only=True):
     platform: str = "linux"
     endpoints: dict[str, EndpointSettings | None] = msgspec.field(default_factory=dict)
     mounts: list[MountPoint] = msgspec.field(default_factory=list)  # msgspec encodes dataclasses
+    sandbox_id: str = ""
     sandbox_key: str = ""
+    ports: list[PortBinding] = msgspec.field(default_factory=list)
+    proxy_pid: int = 0
     hostname_path: str = ""
     hosts_path: str = ""
     resolv_conf_path: str = ""
@@ -81,7 +85,10 @@ def encode_doc(c: Container) -> bytes:
         platform=c.platform,
         endpoints=dict(c.endpoints),
         mounts=list(c.mounts),
+        sandbox_id=c.sandbox_id,
         sandbox_key=c.sandbox_key,
+        ports=list(c.ports),
+        proxy_pid=c.proxy_pid,
         hostname_path=c.hostname_path,
         hosts_path=c.hosts_path,
         resolv_conf_path=c.resolv_conf_path,
@@ -142,7 +149,10 @@ def decode_row(row: tuple[Any, ...]) -> Container:
         ),
         restart_count=int(restart_count),
         manually_stopped=bool(manually_stopped),
+        sandbox_id=doc.sandbox_id,
         sandbox_key=doc.sandbox_key,
+        ports=list(doc.ports),
+        proxy_pid=doc.proxy_pid,
         hostname_path=doc.hostname_path,
         hosts_path=doc.hosts_path,
         resolv_conf_path=doc.resolv_conf_path,

@@ -71,11 +71,31 @@ async def test_no_such_image(world: World) -> None:
     assert world.store.id_for_name("xx") is None
 
 
-@pytest.mark.parametrize("mode", ["default", "bridge", "mynet"])
-async def test_networks_that_do_not_exist_yet_are_501(world: World, mode: str) -> None:
-    with pytest.raises(errdefs.NotImplementedErr, match="does not implement bridge"):
+@pytest.mark.parametrize("mode", ["bridge", "mynet"])
+async def test_without_a_network_layer_networks_are_501(world: World, mode: str) -> None:
+    with pytest.raises(errdefs.NotImplementedErr, match="networking is disabled"):
         await world.create("xx", network=mode)
     assert not world.store.all()
+
+
+class _Nets:
+    """Just enough of the network layer for create: names resolve, unknown ones are 404."""
+
+    def network_name(self, term: str) -> str:
+        known = {"bridge": "bridge", "appnet": "appnet", "0123abcd": "appnet"}
+        if term not in known:
+            raise errdefs.NotFound(f"network {term} not found")
+        return known[term]
+
+
+async def test_endpoints_are_stored_by_network_name(world: World) -> None:
+    world.service.deps.networks = _Nets()  # type: ignore[assignment]
+    await world.create("xx", network="nope")  # dockerd: start fails, not create
+    assert list(world.store.get("xx").endpoints) == ["nope"]
+    await world.create("yy", network="0123abcd")
+    assert list(world.store.get("yy").endpoints) == ["appnet"]
+    await world.create("zz", network="bridge")
+    assert list(world.store.get("zz").endpoints) == ["bridge"]
 
 
 async def test_host_network_takes_the_host_name(world: World) -> None:

@@ -53,8 +53,10 @@ def test_hosts() -> None:
     assert text.splitlines()[-1] == "10.0.0.2\tdb"
     host = files.hosts_content(None, host_network=True, host_hosts="1.2.3.4 me")
     assert host == "1.2.3.4 me\n"
-    with pytest.raises(errdefs.NotImplementedErr, match="host-gateway"):
+    with pytest.raises(errdefs.InvalidParameter, match="host-gateway"):
         files.hosts_content(["gw:host-gateway"], host_network=False)
+    gw = files.hosts_content(["gw:host-gateway"], host_network=False, host_gateway="10.1.0.1")
+    assert gw.endswith("10.1.0.1\tgw\n")
 
 
 def test_resolv_conf() -> None:
@@ -75,6 +77,11 @@ def test_resolv_conf() -> None:
         host, host_network=False, dns=["9.9.9.9"], dns_search=["."], dns_options=["rotate"]
     )
     assert custom == "nameserver 9.9.9.9\noptions rotate\n"
+    embedded = files.resolv_conf_content(
+        host, host_network=False, dns=["9.9.9.9"], dns_search=None, dns_options=None,
+        embedded_dns=True,
+    )  # fmt: skip
+    assert embedded == "nameserver 127.0.0.11\nsearch lan\noptions ndots:0\n"
 
 
 def test_write_file_is_atomic(tmp_path: Path) -> None:

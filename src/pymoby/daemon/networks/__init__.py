@@ -1,0 +1,1 @@
+"""Networks: the network service, drivers, IPAM, embedded DNS."""
