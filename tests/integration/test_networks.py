@@ -13,8 +13,8 @@ import http.server
 import json
 import os
 import socket
+import sqlite3
 import struct
-import subprocess
 import threading
 import time
 import urllib.request
@@ -150,6 +150,46 @@ def test_publish_all_takes_ephemeral_ports(nets: Daemon) -> None:
 
 
 # -- user-defined networks -------------------------------------------------------------------
+def test_links_on_the_default_bridge_write_hosts_and_environment(nets: Daemon) -> None:
+    nets.docker("run", "-d", "--name", "child", "-e", "SECRET=s3", "--expose", "80",
+                "busybox", "sleep", "60")  # fmt: skip
+    child = inspect(nets, "child")
+    ip = child["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+    out = nets.docker("run", "--rm", "--name", "parent", "--link", "child:db", "busybox",
+                      "sh", "-c", "cat /etc/hosts; env").stdout  # fmt: skip
+    assert f"{ip}\tdb {child['Config']['Hostname']} child" in out
+    for var in ("DB_NAME=/parent/db", f"DB_PORT=tcp://{ip}:80", f"DB_PORT_80_TCP_ADDR={ip}",
+                "DB_ENV_SECRET=s3"):  # fmt: skip
+        assert var in out.splitlines(), var
+    nodns = nets.docker("run", "--rm", "busybox", "nslookup", "child", check=False)
+    assert ip not in nodns.stdout  # no names on the default bridge without a link
+    nets.docker("stop", "-t", "0", "child")
+    res = nets.docker("run", "--rm", "--link", "child:db", "busybox", "true", check=False)
+    assert "Cannot link to a non running container: /child AS" in res.stderr
+    res = nets.docker("create", "--link", "nobody:x", "busybox", check=False)
+    assert res.returncode != 0 and "could not get container for nobody" in res.stderr
+
+
+def test_static_address_link_alias_and_prune(nets: Daemon) -> None:
+    nets.docker("network", "create", "--subnet", f"10.{nets.net.octet}.{nets.net.block + 9}.0/24",
+                "--label", "keep=no", "staticnet")  # fmt: skip
+    fixed = f"10.{nets.net.octet}.{nets.net.block + 9}.50"
+    nets.docker("run", "-d", "--name", "pinned", "--network", "staticnet", "--ip", fixed,
+                "busybox", "sleep", "60")  # fmt: skip
+    got = inspect(nets, "pinned")["NetworkSettings"]["Networks"]["staticnet"]["IPAddress"]
+    assert got == fixed
+    out = nets.docker("run", "--rm", "--network", "staticnet", "--link", "pinned:pin",
+                      "busybox", "nslookup", "pin").stdout  # fmt: skip
+    assert fixed in out
+    taken = nets.docker("run", "--rm", "--network", "staticnet", "--ip", fixed, "busybox",
+                        "true", check=False)  # fmt: skip
+    assert taken.returncode != 0 and "Address already in use" in taken.stderr
+    nets.docker("rm", "-f", "pinned")
+    nets.docker("network", "create", "--label", "keep=yes", "kept")
+    pruned = nets.docker("network", "prune", "-f", "--filter", "label=keep=no").stdout
+    assert "staticnet" in pruned and "kept" not in pruned
+    names = nets.docker("network", "ls", "--format", "{{.Name}}").stdout.split()
+    assert "kept" in names and "staticnet" not in names
 
 
 def test_containers_find_each_other_by_name_and_alias(nets: Daemon) -> None:
@@ -258,12 +298,9 @@ def test_nothing_is_left_after_everything_is_removed(own: Daemon) -> None:
     assert list((own.exec_root / "netns").iterdir()) == []
     assert str(port) not in "\n".join(own.net.chains())
     assert own.net.links() == [own.net.bridge]
-    rows = subprocess.run(
-        ["sqlite3", str(own.data_root / "meta.db"), "SELECT count(*) FROM endpoints"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if rows.returncode == 0:
-        assert rows.stdout.strip() == "0"
+    own.stop()
+    with contextlib.closing(sqlite3.connect(own.data_root / "meta.db")) as db:
+        assert db.execute("SELECT count(*) FROM endpoints").fetchone() == (0,)
 
 
 # -- servers of the tests' own, on the test bridge's gateway ---------------------------------

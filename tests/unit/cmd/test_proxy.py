@@ -308,11 +308,11 @@ def test_udp_idle_flow_expires(run: Callable[[Callable[[], Awaitable[None]]], No
         echo, port = await udp_echo()
         lsock = listening("udp")
         a = udp_client(lsock.getsockname()[1])
-        async with serving([Mapping(handover(lsock), "udp", LOCAL, port)], udp_timeout=0.3):
+        async with serving([Mapping(handover(lsock), "udp", LOCAL, port)], udp_timeout=0.5):
             first = (await udp_ask(a, b"x")).split(b":")[0]
-            await asyncio.sleep(0.15)
+            await asyncio.sleep(0.1)
             assert (await udp_ask(a, b"x")).split(b":")[0] == first  # still alive: traffic
-            await asyncio.sleep(0.6)
+            await asyncio.sleep(1.0)
             assert (await udp_ask(a, b"x")).split(b":")[0] != first  # expired: a new flow
         a.close()
         echo.close()

@@ -9,7 +9,7 @@ directory is left behind, and no runtime process exists yet (conmon starts at `s
 Networks are checked at create (an unknown one is 404 `network x not found`) and the
 endpoints stored by network name (netsetup.create_endpoints); the sandbox is made at start.
 What pymoby cannot do yet is refused with 501 and says so: named and anonymous volumes given in
-Binds/Mounts, `--volumes-from`, image mounts, shareable/container IPC, links, device requests,
+Binds/Mounts, `--volumes-from`, image mounts, shareable/container IPC, device requests,
 log drivers other than json-file, local, k8s-file and none (all four are conmon's k8s-file log,
 read and rotated by the daemon: logs.py, logrotate.py). An image's own VOLUMEs stay in the
 container's layer, with a warning.
@@ -30,7 +30,7 @@ from pathlib import Path
 from pymoby import errdefs
 from pymoby.api.types.containers import Config, EndpointSettings, HostConfig
 from pymoby.api.types.images import ImageConfig, Platform
-from pymoby.daemon.containers import names, netsetup
+from pymoby.daemon.containers import links, names, netsetup
 from pymoby.daemon.containers.context import Deps
 from pymoby.daemon.containers.files import setup_init_layer
 from pymoby.daemon.containers.model import Container, MountPoint
@@ -108,8 +108,6 @@ def check_unsupported(hc: HostConfig) -> None:
         raise errdefs.NotImplementedErr(
             f'IPC mode "{hc.ipc_mode}" is not supported by pymoby yet (private, none, host are)'
         )
-    if hc.links:
-        raise errdefs.NotImplementedErr("links are not supported by pymoby yet")
     if hc.device_requests:
         raise errdefs.NotImplementedErr("device requests (--gpus) are not supported by pymoby")
 
@@ -173,6 +171,8 @@ async def create(d: Deps, params: CreateParams) -> tuple[str, list[str]]:
     cid = names.new_id()
     name = _reserve(d, params.name, cid)
     try:
+        user_defined = set(endpoints) - {"bridge", "none", "host"} != set()
+        links.register(d, name, hc, user_defined)
         if not merged.hostname:
             if hc.network_mode == "host":
                 merged.hostname = d.env.hostname() or socket.gethostname()

@@ -16,7 +16,7 @@ import logging
 import shutil
 
 from pymoby import errdefs
-from pymoby.daemon.containers import runspec
+from pymoby.daemon.containers import links, runspec
 from pymoby.daemon.containers.context import Deps
 from pymoby.daemon.containers.lifecycle import NotRunning, kill_container, stop_container
 from pymoby.daemon.containers.model import Container
@@ -28,9 +28,10 @@ log = logging.getLogger("pymoby.containers")
 
 async def remove(d: Deps, name: str, *, force: bool, volumes: bool, link: bool) -> None:
     """DELETE /containers/{id}?force=&v=&link=."""
-    c = d.store.get(name)
     if link:
-        raise errdefs.NotImplementedErr("links are not supported by pymoby yet")
+        await links.remove_link(d, name)
+        return
+    c = d.store.get(name)
     if c.removing:
         raise errdefs.Conflict(f"removal of container {name} is already in progress")
     await remove_container(d, c, force=force, name=name)

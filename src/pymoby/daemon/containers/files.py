@@ -10,9 +10,9 @@ container's directory and renamed into place. All functions block: callers use a
   /proc, /sys (directories), /.dockerenv, /etc/resolv.conf, /etc/hosts, /etc/hostname,
   /dev/console (empty files), /etc/mtab -> /proc/mounts. A non-directory met on the way
   (a file or a symlink an image put there) is removed first, as dockerd does.
-- /etc/hosts: dockerd's default records (localhost, the IPv6 names), the container's own
-  address when it has one, then ExtraHosts; with the host's network, the host's /etc/hosts
-  followed by ExtraHosts.
+- /etc/hosts: dockerd's default records (localhost, the IPv6 names), ExtraHosts, the legacy
+  links' records, then the container's own address when it has one; with the host's network,
+  the host's /etc/hosts followed by ExtraHosts.
 - /etc/resolv.conf: the host's (systemd-resolved's upstream file when the host points at
   127.0.0.53); outside the host's network, loopback nameservers are dropped (unreachable from
   a container) and Google's public servers used when none remain, as dockerd does; --dns,
@@ -158,15 +158,16 @@ def hosts_content(
     own: Sequence[tuple[str, str]] = (),
     host_hosts: str | None = None,
     host_gateway: str = "",
+    linked: Sequence[tuple[str, str]] = (),
 ) -> str:
-    """The container's /etc/hosts (see the module rule). `own` are (ip, names) records."""
+    """The container's /etc/hosts (see the module rule). `own` and `linked` are (ip, names)
+    records; dockerd's order: defaults, --add-host entries, links, the container's own."""
     lines: list[str] = []
     if host_network:
         text = host_hosts or ""
         lines.append(text if not text or text.endswith("\n") else text + "\n")
     else:
         lines.extend(f"{ip}\t{names}\n" for ip, names in DEFAULT_HOSTS)
-        lines.extend(f"{ip}\t{names}\n" for ip, names in own)
     for entry in extra_hosts or ():
         name, _, ip = entry.partition(":")
         if ip == "host-gateway":
@@ -177,6 +178,8 @@ def hosts_content(
                 )
             ip = host_gateway
         lines.append(f"{ip}\t{name}\n")
+    if not host_network:
+        lines.extend(f"{ip}\t{names}\n" for ip, names in (*linked, *own))
     return "".join(lines)
 
 

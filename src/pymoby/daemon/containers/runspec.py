@@ -17,7 +17,7 @@ import stat
 from pathlib import Path
 
 from pymoby import errdefs
-from pymoby.daemon.containers import files
+from pymoby.daemon.containers import files, links
 from pymoby.daemon.containers.context import Deps
 from pymoby.daemon.containers.model import Container
 from pymoby.daemon.containers.ports import HostEnv
@@ -66,8 +66,9 @@ async def prepare(d: Deps, c: Container) -> None:
     rootfs = await asyncio.to_thread(d.layers.mount, c.id)
     c.rootfs = str(rootfs)
     try:
+        link_hosts, link_env = links.at_start(d, c)
         if net_ref is None:
-            await asyncio.to_thread(_network_files, c, d.env.host_gateway(), d.env)
+            await asyncio.to_thread(_network_files, c, d.env.host_gateway(), d.env, link_hosts)
         passwd, group, devices, host_devices = await asyncio.to_thread(_host_reads, c, rootfs)
         env = d.env
         inp = SpecInput(
@@ -93,6 +94,7 @@ async def prepare(d: Deps, c: Container) -> None:
             devices=devices,
             daemon_root=str(env.data_root),
             rro_error=env.rro_error,
+            linked_env=link_env,
         )
         spec = await asyncio.to_thread(build_spec, inp)
         await asyncio.to_thread(_write_bundle, c.bundle, spec)
@@ -109,7 +111,9 @@ async def release(d: Deps, c: Container) -> None:
     await asyncio.to_thread(d.layers.unmount, c.id)
 
 
-def _network_files(c: Container, host_gateway: str, env: HostEnv) -> None:
+def _network_files(
+    c: Container, host_gateway: str, env: HostEnv, link_hosts: list[tuple[str, str]]
+) -> None:
     """/etc/hostname, /etc/hosts, /etc/resolv.conf of a container with its own files."""
     hc, cfg = c.host_config, c.config
     host_network = hc.network_mode == "host"
@@ -122,6 +126,7 @@ def _network_files(c: Container, host_gateway: str, env: HostEnv) -> None:
         hc.extra_hosts,
         host_network=host_network,
         own=own[:1],
+        linked=link_hosts,
         host_hosts=files.read_host_hosts() if host_network else None,
         host_gateway=host_gateway,
     )

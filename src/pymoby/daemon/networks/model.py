@@ -108,6 +108,7 @@ class EndpointDoc(msgspec.Struct, kw_only=True):
     host_veth: str = ""  # the host end of the veth pair ("" for host/none)
     aliases: list[str] = msgspec.field(default_factory=list)
     dns_names: list[str] = msgspec.field(default_factory=list)
+    links: dict[str, str] = msgspec.field(default_factory=dict)  # alias -> container name
     static: bool = False  # the address was asked for (--ip)
     sandbox_key: str = ""
 

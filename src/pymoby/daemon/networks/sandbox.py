@@ -33,7 +33,6 @@ from pymoby.daemon.networks.model import Endpoint, EndpointDoc, Network
 from pymoby.daemon.networks.portmap import (
     PortAllocator,
     PortBinding,
-    PortRequest,
     external_connectivity_error,
 )
 from pymoby.daemon.networks.portmap import (
@@ -179,6 +178,7 @@ class Sandboxes:
                 host_veth=veth_name() if net.driver == "bridge" else "",
                 aliases=list(settings.aliases or []),
                 dns_names=list(dict.fromkeys(names)),
+                links=_links(settings.links) if net.user_defined else {},
                 static=preferred is not None,
                 sandbox_key=sandbox_key,
             ),
@@ -207,19 +207,12 @@ class Sandboxes:
     async def _publish(
         self, req: SandboxRequest, state: SandboxState, net: Network, ep: Endpoint
     ) -> None:
-        wanted = port_requests(req.port_bindings, req.exposed_ports, req.publish_all)
+        default_ip = net.doc.host_binding or self.svc.settings.default_ip
+        wanted = port_requests(
+            req.port_bindings, req.exposed_ports, req.publish_all, default_host_ip=default_ip
+        )
         if not wanted or ep.ipv4 is None or net.driver != "bridge":
             return
-        default_ip = net.doc.host_binding or self.svc.settings.default_ip
-        if default_ip != "0.0.0.0":
-            wanted = [
-                PortRequest(
-                    r.proto, r.container_port, default_ip, r.host_port_start, r.host_port_end
-                )
-                if r.host_ip in ("", "0.0.0.0")
-                else r
-                for r in wanted
-            ]
         bound: list[PortBinding] = []
         try:
             if self.svc.settings.userland_proxy:
@@ -228,9 +221,10 @@ class Sandboxes:
                 state.proxy_pid = await self.proxies.start(
                     req.container_id, str(ep.ipv4), bound, socks
                 )
-            else:
-                bound = self.ports.allocate_all(wanted)
+            else:  # no proxy: the sockets are still held, to reserve the ports (dockerd)
+                bound, socks = await asyncio.to_thread(allocate_and_bind, self.ports, wanted)
                 state.ports = bound
+                self.proxies.hold(req.container_id, socks)
             self.svc.port_rules[req.container_id] = self._rules(bound, ep.ipv4, net.doc.bridge)
             await self.svc.reconcile_rules()
         except BaseException as exc:
@@ -279,6 +273,11 @@ class Sandboxes:
     def _lookup(self, container_id: str, name: str) -> list[IPv4Address] | None:
         name = name.rstrip(".").lower()
         found: list[IPv4Address] = []
+        for ep in self.svc.store.endpoints_of_container(container_id):
+            target = {k.lower(): v for k, v in ep.doc.links.items()}.get(name)
+            if target is not None:  # a link alias: only this container sees it
+                name = target.lower()
+                break
         for net in self._peer_networks(container_id):
             suffix = "." + net.name.lower()
             short = name[: -len(suffix)] if name.endswith(suffix) else name
@@ -322,6 +321,7 @@ class Sandboxes:
                 container_id,
             )
             state.proxy_pid = 0
+        self.proxies.release(container_id)
         for b in state.ports:
             self.ports.release(b)
         state.ports = []
@@ -472,6 +472,16 @@ class Sandboxes:
                     asyncio.to_thread(netns.remove, ns_dir / entry), "removing namespace", entry
                 )
         await self.svc.reconcile_rules()
+
+
+def _links(raw: Sequence[str] | None) -> dict[str, str]:
+    """EndpointSettings.Links ("name:alias" or "name") as alias -> name."""
+    out = {}
+    for item in raw or ():
+        name, _, alias = item.partition(":")
+        name = name.lstrip("/")
+        out[(alias.rsplit("/", 1)[-1] or name)] = name
+    return out
 
 
 def _listdir(path: Path) -> list[str]:

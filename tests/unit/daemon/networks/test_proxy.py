@@ -303,15 +303,15 @@ async def test_early_exit_is_reaped(manager: ProxyManager, key: str) -> None:
 
 
 async def test_stop_kills_a_proxy_ignoring_sigterm(tmp_path: Path, key: str) -> None:
-    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
-    p = spawn(
-        [sys.executable, "-c", code, "pymoby.cmd.proxy", "--key", key], start_new_session=True
+    code = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('ready', flush=True); time.sleep(60)"
     )
+    argv = [sys.executable, "-c", code, "pymoby.cmd.proxy", "--key", key]
+    p = spawn(argv, start_new_session=True, stdout=subprocess.PIPE)
     try:
-        for _ in range(100):
-            if is_proxy_for(p.pid, key):
-                break
-            await asyncio.sleep(0.02)
+        assert p.stdout is not None
+        assert await asyncio.to_thread(p.stdout.readline) == b"ready\n"
         m = ProxyManager(run_dir=tmp_path, stop_timeout=0.3)
         assert m.alive(key, p.pid)  # adopted: started by "another daemon"
         stopping = asyncio.create_task(m.stop(key, p.pid))
@@ -323,6 +323,8 @@ async def test_stop_kills_a_proxy_ignoring_sigterm(tmp_path: Path, key: str) -> 
         if p.poll() is None:
             p.kill()
             p.wait(5)
+        if p.stdout is not None:
+            p.stdout.close()
 
 
 async def test_stop_leaves_other_processes_alone(tmp_path: Path, key: str) -> None:
