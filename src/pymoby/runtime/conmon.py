@@ -417,8 +417,9 @@ class Runtime:
         container is a Conflict and nothing is removed; runc's other failures propagate.
         """
         p = self.paths(cid)
-        with contextlib.suppress(RuncNotFound):
-            await self.runc.delete(cid, force=force)
+        if not await runcfast.delete(self.runc.root / cid):
+            with contextlib.suppress(RuncNotFound):
+                await self.runc.delete(cid, force=force)
         await self._discard(cid, p, None, runc_delete=False)
 
     # -- attach, resize, exits ---------------------------------------------------------------

@@ -1,20 +1,29 @@
-"""`runc start` without spawning runc, where runc's own work is one FIFO read.
+"""`runc start` and `runc delete` without spawning runc, where runc's own work is trivial.
 
-Rule: for a container in runc's `created` state, `runc start` (runc 1.1, libcontainer's exec)
-opens `<state dir>/exec.fifo` for reading, reads the "0" that the waiting `runc init` writes
+Rule (start): for a container in runc's `created` state, `runc start` (runc 1.1, libcontainer's
+exec) opens `<state dir>/exec.fifo` for reading, reads the "0" that the waiting `runc init` writes
 once it has a reader, removes the FIFO, and returns; `runc init` then execs the container's
 program. Spawning the runc binary for that costs ~12 ms on the `docker run` hot path, so
 `start` does the same here. Whenever anything differs from that happy path (no FIFO: not
 `created`; the init process gone; no byte), it returns False WITHOUT having consumed anything
 it should not have, and the caller runs `runc start`, which reports the state in runc's words.
 Our bundles define no hooks, so runc would run no poststart hook either.
+
+Rule (delete): for a container whose init process is gone (runc's `stopped`) and that had its
+own PID namespace (so no process of it can be left), `runc delete` removes the container's
+cgroup directories and its state directory. `delete` does the same from state.json; anything
+else (init still alive, a shared PID namespace, Intel RDT, a cgroup that stays busy) returns
+False before anything is removed, and the caller runs `runc delete`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -58,3 +67,69 @@ async def start(state_dir: Path, init_pid: int) -> bool:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(fifo)
     return data == b"0"
+
+
+def _start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (start time in clock ticks); None when gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            rest = f.read().rsplit(b")", 1)[-1].split()
+    except OSError:
+        return None
+    if not rest or rest[0] in (b"Z", b"X"):
+        return None
+    return int(rest[19])
+
+
+def _removable(state: dict[str, object]) -> list[str] | None:
+    """The cgroup directories to remove, or None when this is not the plain stopped case."""
+    pid, start = state.get("init_process_pid"), state.get("init_process_start")
+    if not isinstance(pid, int) or not isinstance(start, int):
+        return None
+    if _start_time(pid) == start:
+        return None  # still running
+    config = state.get("config")
+    spaces = config.get("namespaces") if isinstance(config, dict) else None
+    if not isinstance(spaces, list) or not any(
+        isinstance(n, dict) and n.get("type") == "NEWPID" and not n.get("path") for n in spaces
+    ):
+        return None
+    if state.get("intel_rdt_path"):
+        return None
+    paths = state.get("cgroup_paths")
+    if not isinstance(paths, dict):
+        return None
+    return sorted({str(p) for p in paths.values() if p}, key=len, reverse=True)
+
+
+def _rmdir(path: str, deadline: float) -> bool:
+    while True:
+        try:
+            os.rmdir(path)
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                return False
+        time.sleep(_POLL)
+
+
+def _delete(state_dir: Path) -> bool:
+    try:
+        state = json.loads((state_dir / "state.json").read_bytes())
+    except (OSError, ValueError):
+        return False
+    cgroups = _removable(state) if isinstance(state, dict) else None
+    if cgroups is None:
+        return False
+    deadline = time.monotonic() + 0.2
+    if not all(_rmdir(p, deadline) for p in cgroups):
+        return False
+    shutil.rmtree(state_dir, ignore_errors=True)
+    return True
+
+
+async def delete(state_dir: Path) -> bool:
+    """Delete a stopped container's runc state (see the rule); False means "use runc delete"."""
+    return await asyncio.to_thread(_delete, state_dir)

@@ -20,7 +20,7 @@ _HOST_OR_NONE = "container cannot be disconnected from host network or connected
 
 def _check_mode(c: Container, name: str) -> None:
     mode = c.host_config.network_mode
-    if name in ("host", "none") or not netsetup.uses_sandbox(mode):
+    if name in ("host", "none") or mode in ("host", "none") or not netsetup.uses_sandbox(mode):
         if mode.startswith("container:"):
             raise errdefs.Forbidden(
                 "container sharing network namespace with another container or host cannot "

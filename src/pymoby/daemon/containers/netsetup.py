@@ -2,9 +2,9 @@
 
 Rule: the network layer (daemon.networks) never sees a Container; this module turns a Container
 into a SandboxRequest, stores what comes back in the record (endpoints, sandbox ID and key,
-published ports, proxy pid) and clears it again when the sandbox goes. Only bridge and
-user-defined network modes get a sandbox from us: `none` gets a private namespace from runc,
-`host` and `container:<id>` join an existing one.
+published ports, proxy pid) and clears it again when the sandbox goes. Bridge,
+user-defined and `none` network modes get a sandbox from us (`none`: only `lo`); `host` and
+`container:<id>` join an existing namespace.
 
 Endpoint settings are keyed by network NAME in `Container.endpoints`, as dockerd shows them.
 Between runs an endpoint keeps what the user configured (IPAMConfig, Aliases, Links,
@@ -23,7 +23,9 @@ from pymoby.runtime.validate import container_ref
 
 
 def uses_sandbox(mode: str) -> bool:
-    return mode not in ("none", "host") and container_ref(mode) is None
+    """Bridge, user-defined and `none` containers get their namespace from the network layer
+    (for `none` it holds only `lo`: made ahead like the others, not by runc at create)."""
+    return mode != "host" and container_ref(mode) is None
 
 
 def create_endpoints(
@@ -31,7 +33,7 @@ def create_endpoints(
 ) -> dict[str, EndpointSettings | None]:
     """The endpoints a new container is created with, keyed by network name."""
     mode = hc.network_mode
-    if not uses_sandbox(mode):
+    if mode in ("none", "host") or not uses_sandbox(mode):
         key = mode if mode in ("none", "host") else ""
         if not key:
             return {}
