@@ -60,6 +60,14 @@ async def start(state_dir: Path, init_pid: int) -> bool:
             if data:
                 break
             if not _alive(init_pid) or time.monotonic() > deadline:
+                # it may have started, run and exited between the read and the check (runc
+                # looks for that too): the byte is then still in the FIFO
+                try:
+                    data = os.read(fd, 16)
+                except BlockingIOError:
+                    data = None
+                if data:
+                    break
                 return False
             await asyncio.sleep(_POLL)
     finally:
