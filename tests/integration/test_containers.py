@@ -249,6 +249,20 @@ def test_failed_creates_and_starts_leave_nothing(clean: Daemon) -> None:
     assert not list((d.exec_root / "bundles").iterdir())
 
 
+def test_conmon_leaves_the_daemons_cgroup(clean: Daemon) -> None:
+    cid = clean.docker("run", "-d", NONE, "busybox", "sleep", "60").stdout.strip()
+    [conmon] = [p for p in conmons_under(str(clean.dir)) if cid.encode() in _cmdline(p)]
+    assert clean.proc is not None
+    daemon_groups = Path(f"/proc/{clean.proc.pid}/cgroup").read_text().splitlines()
+    conmon_groups = Path(f"/proc/{conmon}/cgroup").read_text().splitlines()
+    assert conmon_groups != daemon_groups
+    assert all(line.endswith(":/pymoby-conmon") for line in conmon_groups), conmon_groups
+
+
+def _cmdline(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
 def test_kill9_of_the_daemon_keeps_containers(own: Daemon) -> None:
     d = own
     d.docker("run", "-d", NONE, "--name", "survivor", "busybox", "sleep", "300")

@@ -39,6 +39,9 @@ from pymoby.store.meta import MetaStore
 from pymoby.store.rwlayers import RWLayerStore
 
 RRO_MIN_KERNEL = (5, 12)
+# Every conmon leaves the daemon's cgroup for this one (kernel/cgroupfs: from the root of each
+# hierarchy), so stopping or limiting the daemon's service leaves the containers' shims alone.
+CONMON_CGROUP = "/pymoby-conmon"
 
 
 def _host_env(cfg: Config, layers: LayerStore, features: str | None) -> HostEnv:
@@ -117,7 +120,7 @@ async def open_containers(
         host_gateway=networks.host_gateway if networks is not None else (lambda: ""),
     )
     exec_root = Path(cfg.exec_root)
-    runtime = Runtime(runc, conmon, exec_root / "runc", exec_root)
+    runtime = Runtime(runc, conmon, exec_root / "runc", exec_root, conmon_cgroup=CONMON_CGROUP)
     service = ContainerService(
         ContainerStore(meta),
         runtime=runtime,

@@ -177,3 +177,14 @@ async def test_addresses_are_rebuilt_from_the_endpoints(tmp_path: Path, meta: Me
     assert again.addresses.take(again.get("n"), None) == (IPv4Address("10.60.0.3"), 24)
     with pytest.raises(errdefs.Forbidden, match="Address already in use"):
         again.addresses.take(again.get("n"), IPv4Address("10.60.0.2"))
+
+
+async def test_open_remakes_bridges_a_crash_left_without_their_link(
+    tmp_path: Path, meta: MetaStore
+) -> None:
+    nl = FakeNetlink()
+    svc = await open_service(tmp_path, meta, nl)
+    net = await svc.create(CreateSpec(name="n"))
+    del nl.bridges[net.doc.bridge]  # a kill -9 between the record and the link
+    await open_service(tmp_path, meta, nl)
+    assert nl.bridges[net.doc.bridge] == [IPv4Interface("10.60.0.1/24")]
