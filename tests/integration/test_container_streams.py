@@ -69,7 +69,7 @@ def wait_for(predicate: object, timeout: float = 10) -> None:
 
 
 def test_stdin_through_run_i(d: Daemon) -> None:
-    res = d.docker("run", "-i", "--rm", NONE, "busybox", "cat", input=b"hello\n")
+    res = d.docker("run", "-i", "--rm", "busybox", "cat", input=b"hello\n")
     assert res.stdout == "hello\n"
     res = d.docker("run", "--rm", NONE, "pymoby-fixture/busybox:two-layer")
     assert res.stdout == "fixture\n"

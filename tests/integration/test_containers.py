@@ -70,14 +70,16 @@ def test_run_detached_then_wait_and_the_log(clean: Daemon) -> None:
 
 
 def test_run_rm_prints_fixture(clean: Daemon) -> None:
-    res = clean.docker("run", "--rm", NONE, TWO_LAYER)
+    res = clean.docker("run", "--rm", TWO_LAYER)  # on the default bridge network
     assert res.stdout == "fixture\n"
     assert clean.docker("ps", "-aq").stdout.strip() == ""
 
 
 def test_exit_code_of_docker_run(clean: Daemon) -> None:
-    res = clean.docker("run", NONE, "busybox", "sh", "-c", "exit 3", check=False)
+    res = clean.docker("run", "busybox", "sh", "-c", "exit 3", check=False)
     assert res.returncode == 3, res.stderr
+    res = clean.docker("run", NONE, "busybox", "sh", "-c", "exit 4", check=False)
+    assert res.returncode == 4, res.stderr
 
 
 def test_detached_stop_kill_wait_rm_and_filters(clean: Daemon) -> None:
