@@ -322,20 +322,27 @@ class Daemon:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def conmons_under(root: str) -> list[int]:
-    """pids of conmon processes whose command line names a path under `root`."""
-    pids = []
+def _processes() -> list[tuple[int, list[bytes]]]:
+    """(pid, argv) of every process we can read."""
+    out = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
+                out.append((int(entry), f.read().split(b"\0")))
         except OSError:
             continue
-        if argv and argv[0].endswith(b"conmon") and root.encode() in b" ".join(argv):
-            pids.append(int(entry))
-    return pids
+    return out
+
+
+def conmons_under(root: str) -> list[int]:
+    """pids of conmon processes whose command line names a path under `root`."""
+    return [
+        pid
+        for pid, argv in _processes()
+        if argv and argv[0].endswith(b"conmon") and root.encode() in b" ".join(argv)
+    ]
 
 
 def proxies_of(d: Daemon) -> list[int]:
@@ -344,18 +351,9 @@ def proxies_of(d: Daemon) -> list[int]:
         ids = {name.encode() for name in os.listdir(d.data_root / "containers")}
     except OSError:
         return []
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if b"pymoby.cmd.proxy" in argv and ids.intersection(argv):
-            pids.append(int(entry))
-    return pids
+    return [
+        pid for pid, argv in _processes() if b"pymoby.cmd.proxy" in argv and ids.intersection(argv)
+    ]
 
 
 def mounts_under(root: str) -> list[str]:

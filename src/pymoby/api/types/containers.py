@@ -348,7 +348,7 @@ def decode_create_request(data: bytes) -> CreateRequest:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        kind = _json_kind(raw)
+        kind = json_kind(raw)
         raise errdefs.InvalidParameter(
             f"invalid JSON: json: cannot unmarshal {kind} into Go value of type "
             "container.CreateRequest"
@@ -434,7 +434,8 @@ def _zero(info: mi.Type) -> Any:
     return None
 
 
-def _json_kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
+    """The JSON type name Go's decoder uses in its errors."""
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int | float):

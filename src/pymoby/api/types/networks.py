@@ -29,7 +29,7 @@ import msgspec
 import msgspec.inspect as mi
 
 from pymoby import errdefs
-from pymoby.api.types.containers import EndpointSettings, go_normalize
+from pymoby.api.types.containers import EndpointSettings, go_normalize, json_kind
 from pymoby.api.types.images import format_rfc3339_nano
 from pymoby.api.versions import ApiVersion
 
@@ -270,18 +270,6 @@ _CONNECT_INFO = _struct_info(NetworkConnectRequest)
 _DISCONNECT_INFO = _struct_info(NetworkDisconnectRequest)
 
 
-def _json_kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
 def _first_value(data: bytes) -> Any:
     """The first JSON value of `data`, as Go's json.Decoder reads it, then dockerd's ReadJSON
     check that nothing but whitespace, `]` or `}` follows (`dec.More()`)."""
@@ -312,8 +300,7 @@ def _decode(data: bytes, info: mi.StructType, cls: type[Any], go_name: str) -> A
         raw = {}
     if not isinstance(raw, dict):
         raise errdefs.InvalidParameter(
-            f"invalid JSON: json: cannot unmarshal {_json_kind(raw)} into Go value of type "
-            f"{go_name}"
+            f"invalid JSON: json: cannot unmarshal {json_kind(raw)} into Go value of type {go_name}"
         )
     try:
         return msgspec.convert(go_normalize(raw, info), type=cls)
