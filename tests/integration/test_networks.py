@@ -232,6 +232,23 @@ def test_connect_and_disconnect_a_running_container(nets: Daemon) -> None:
     nets.docker("network", "rm", "n1")
 
 
+def test_network_events_and_a_given_mac_address(nets: Daemon) -> None:
+    since = str(time.time() - 1)
+    nets.docker("network", "create", "evnet")
+    nets.docker("run", "-d", "--name", "ev", "--network", "evnet",
+                "--mac-address", "02:aa:bb:cc:dd:ee", "busybox", "sleep", "60")  # fmt: skip
+    ep = inspect(nets, "ev")["NetworkSettings"]["Networks"]["evnet"]
+    assert ep["MacAddress"] == "02:aa:bb:cc:dd:ee"
+    assert "02:aa:bb:cc:dd:ee" in nets.docker("exec", "ev", "ip", "link", "show", "eth0").stdout
+    nets.docker("network", "disconnect", "evnet", "ev")
+    nets.docker("rm", "-f", "ev")
+    nets.docker("network", "rm", "evnet")
+    until = str(time.time() + 1)
+    out = nets.docker("events", "--since", since, "--until", until, "--filter", "type=network",
+                      "--filter", "network=evnet", "--format", "{{.Action}}").stdout  # fmt: skip
+    assert out.split() == ["create", "connect", "disconnect", "destroy"]
+
+
 def test_internal_network_has_no_way_out(nets: Daemon) -> None:
     server = _HostHTTP(nets.net.gateway)
     try:
