@@ -188,3 +188,28 @@ async def test_open_remakes_bridges_a_crash_left_without_their_link(
     del nl.bridges[net.doc.bridge]  # a kill -9 between the record and the link
     await open_service(tmp_path, meta, nl)
     assert nl.bridges[net.doc.bridge] == [IPv4Interface("10.60.0.1/24")]
+
+
+async def test_sweep_drops_what_containers_no_longer_running_left(
+    tmp_path: Path, meta: MetaStore
+) -> None:
+    from pymoby.daemon.networks.sandbox import Sandboxes
+
+    nl = FakeNetlink()
+    svc = await open_service(tmp_path, meta, nl)
+    net = await svc.create(CreateSpec(name="n"))
+    left = svc.settings.netns_dir
+    left.mkdir(parents=True)
+    (left / "aaaaaaaaaaaa").touch()  # a running container's namespace file: kept
+    (left / "bbbbbbbbbbbb").touch()  # a crash inside a start left this one
+    eps = []
+    for cid, key in (("a" * 64, "aaaaaaaaaaaa"), ("b" * 64, "bbbbbbbbbbbb")):
+        addr, prefix = svc.addresses.take(net, None) or (None, 0)
+        doc = EndpointDoc(name=cid[:4], prefix_len=prefix, sandbox_key=str(left / key))
+        eps.append(Endpoint(cid[:1] * 64, net.id, cid, addr, doc))
+    await svc.store.add_endpoints(eps)
+    boxes = Sandboxes(svc, resolver=None, ports=None, proxies=None)  # type: ignore[arg-type]
+    await boxes.sweep({"a" * 64}, {"aaaaaaaaaaaa"})
+    assert [ep.container_id for ep in svc.store.endpoints.values()] == ["a" * 64]
+    assert sorted(p.name for p in left.iterdir()) == ["aaaaaaaaaaaa"]
+    assert svc.addresses.take(net, None) == (IPv4Address("10.60.0.3"), 24)  # .3 is free again
