@@ -389,3 +389,32 @@ class _TinyDNS:
         self.stop.set()
         self.sock.close()
         self.thread.join(2)
+
+
+def test_icc_false_and_no_userland_proxy(fresh_daemon: Daemon) -> None:
+    d = fresh_daemon
+    d.extra_args += ["--icc=false", "--userland-proxy=false"]
+    d.start()
+    d.load_busybox()
+    try:
+        port = free_port()
+        d.docker("run", "-d", "--name", "srv", "-p", f"{port}:80", "busybox", *HTTPD)
+        ip = inspect(d, "srv")["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+        assert "hello-from-" in http_get(f"http://{ip}/")  # the host reaches it
+        assert fetch(d, "bridge", ip, check=False) == ""  # another container does not
+        assert not any(b"pymoby.cmd.proxy" in _cmdline(p) for p in _pids())  # no proxy runs
+        saved = "\n".join(d.net.chains())
+        assert f"-i {d.net.bridge} -o {d.net.bridge} -j DROP" in saved
+    finally:
+        d.remove_containers()
+
+
+def _pids() -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
