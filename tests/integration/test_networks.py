@@ -418,3 +418,30 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def test_dns_and_endpoints_survive_a_daemon_kill(own: Daemon) -> None:
+    own.docker("network", "create", "keepnet")
+    own.docker("run", "-d", "--name", "old", "--network", "keepnet", "busybox", *HTTPD)
+    old_ip = inspect(own, "old")["NetworkSettings"]["Networks"]["keepnet"]["IPAddress"]
+    own.kill9()
+    own.start()
+    assert "hello-from-" in fetch(own, "keepnet", "old")  # a new container finds the old one
+    own.docker("run", "-d", "--name", "new", "--network", "keepnet", "busybox", "sleep", "60")
+    new_ip = inspect(own, "new")["NetworkSettings"]["Networks"]["keepnet"]["IPAddress"]
+    assert new_ip != old_ip  # the old one's address stayed taken
+    got = own.docker("exec", "old", "nslookup", "new").stdout  # the restored DNS answers
+    assert new_ip in got
+    own.docker("rm", "-f", "old", "new")
+    own.docker("network", "rm", "keepnet")
+
+
+def test_connect_a_created_container_before_its_start(nets: Daemon) -> None:
+    nets.docker("network", "create", "later")
+    nets.docker("create", "--name", "two", "busybox", "sleep", "60")
+    nets.docker("network", "connect", "later", "two")
+    nets.docker("start", "two")
+    networks = inspect(nets, "two")["NetworkSettings"]["Networks"]
+    assert set(networks) == {"bridge", "later"}
+    addrs = nets.docker("exec", "two", "ip", "-4", "-o", "addr").stdout
+    assert networks["bridge"]["IPAddress"] in addrs and networks["later"]["IPAddress"] in addrs
