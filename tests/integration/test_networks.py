@@ -88,6 +88,8 @@ def test_run_gets_an_address_of_the_bridge_subnet(nets: Daemon) -> None:
     assert IPv4Address(addr.split("/")[0]) in IPv4Network(nets.net.subnet), out
     route = nets.docker("run", "--rm", "busybox", "ip", "route").stdout
     assert f"default via {nets.net.gateway} dev eth0" in route
+    v6 = nets.docker("run", "--rm", "busybox", "ip", "-6", "addr", "show", "eth0").stdout
+    assert "inet6" not in v6  # as dockerd: no IPv6 on a network without it
 
 
 def test_inspect_shows_the_endpoint_and_the_files(nets: Daemon) -> None:

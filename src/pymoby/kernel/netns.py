@@ -252,3 +252,25 @@ def socket_in(path: Path, family: int, type: int, proto: int = 0) -> socket.sock
             raise NetnsError(f"socket in network namespace {path}: {exc}") from None
     finally:
         os.close(fd)
+
+
+def write_sysctl(path: Path, key: str, value: str) -> None:
+    """Write /proc/sys/<key> ("net/ipv6/conf/eth0/disable_ipv6") as seen inside the namespace
+    at `path` (net.* sysctls are per namespace; a dedicated thread switches)."""
+    fd = _open_ns(Path(path))
+    try:
+
+        def write() -> None:
+            with _switched(fd, Path(path)), open(f"/proc/sys/{key}", "w", encoding="ascii") as f:
+                f.write(value)
+
+        try:
+            _in_thread("pymoby-netns-sysctl", write)
+        except OSError as exc:
+            raise NetnsError(
+                f"sysctl {key} in network namespace {path}: {exc.strerror}", exc.errno
+            ) from None
+        except NetnsFatal as exc:
+            raise NetnsError(f"sysctl {key} in network namespace {path}: {exc}") from None
+    finally:
+        os.close(fd)

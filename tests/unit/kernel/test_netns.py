@@ -286,3 +286,19 @@ def test_sysctl_write_skips_an_equal_value_and_reports_failures() -> None:
     for bad in ("", "..", "net/../../etc/passwd", "net//ipv4"):
         with pytest.raises(errdefs.InvalidParameter):
             sysctl.read(bad)
+
+
+def test_write_sysctl_changes_only_that_namespace(nsdir: Path) -> None:
+    path = nsdir / "ns"
+    netns.create(path)
+    host = sysctl.read("net/ipv4/ip_forward")
+    want = "0" if host == "1" else "1"
+    try:
+        netns.write_sysctl(path, "net/ipv4/ip_forward", want)
+        with netns.entered(path):
+            assert sysctl.read("net/ipv4/ip_forward") == want
+        assert sysctl.read("net/ipv4/ip_forward") == host
+        with pytest.raises(netns.NetnsError, match="no_such_key"):
+            netns.write_sysctl(path, "net/ipv4/no_such_key", "1")
+    finally:
+        netns.remove(path)

@@ -22,6 +22,7 @@ from typing import Protocol
 
 from pymoby import errdefs
 from pymoby.daemon.networks.model import Endpoint, Network
+from pymoby.kernel import netns
 from pymoby.kernel.netlink import Netlink
 
 
@@ -34,7 +35,7 @@ class Driver(Protocol):
     async def delete(self, net: Network) -> None: ...
 
     async def join(
-        self, net: Network, ep: Endpoint, netns: Path, *, default_route: bool
+        self, net: Network, ep: Endpoint, netns_path: Path, *, default_route: bool
     ) -> None: ...
 
     async def leave(self, net: Network, ep: Endpoint) -> None: ...
@@ -69,7 +70,9 @@ class BridgeDriver:
     async def delete(self, net: Network) -> None:
         await asyncio.to_thread(self._nl.delete_link, net.doc.bridge)
 
-    async def join(self, net: Network, ep: Endpoint, netns: Path, *, default_route: bool) -> None:
+    async def join(
+        self, net: Network, ep: Endpoint, netns_path: Path, *, default_route: bool
+    ) -> None:
         gateway = None
         if default_route and not net.doc.internal and net.doc.subnets:
             gateway = net.doc.subnets[0].gateway_ip
@@ -77,13 +80,17 @@ class BridgeDriver:
             self._nl.add_veth,
             host_name=ep.doc.host_veth,
             bridge=net.doc.bridge,
-            netns=netns,
+            netns=netns_path,
             ifname=ep.doc.ifname,
             address=ep.interface,
             gateway=gateway,
             mac=ep.doc.mac,
             mtu=net.doc.mtu,
         )
+        if not net.doc.enable_ipv6:  # dockerd: no IPv6 (not even link-local) on such networks
+            await asyncio.to_thread(
+                netns.write_sysctl, netns_path, f"net/ipv6/conf/{ep.doc.ifname}/disable_ipv6", "1"
+            )
 
     async def leave(self, net: Network, ep: Endpoint) -> None:
         if ep.doc.host_veth:
@@ -102,7 +109,9 @@ class _NoKernelDriver:
     async def delete(self, net: Network) -> None:
         return None
 
-    async def join(self, net: Network, ep: Endpoint, netns: Path, *, default_route: bool) -> None:
+    async def join(
+        self, net: Network, ep: Endpoint, netns_path: Path, *, default_route: bool
+    ) -> None:
         return None
 
     async def leave(self, net: Network, ep: Endpoint) -> None:
