@@ -1,7 +1,9 @@
 """Cgroup placement: put a process into a group of its own in every hierarchy we belong to.
 
 Rule: this is the only writer of cgroupfs outside the OCI runtime (runc places containers
-itself). It creates directories and writes `cgroup.procs`; it never sets limits. Used for the
+itself). It creates directories and writes `cgroup.procs`; it never sets limits. It also
+removes the cgroup directories of a stopped container on runc's behalf (`remove_dirs`, used by
+runtime/runcfast.py). Used for the
 conmon shims, which must leave the daemon's cgroup so that stopping the daemon's service does
 not kill them (podman's cgroupfs manager does the same with `<parent>/conmon`).
 
@@ -20,7 +22,10 @@ run it in a thread.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import time
+from collections.abc import Iterable
 
 from pymoby.kernel.cgroups import Mount, parse_mountinfo
 
@@ -124,6 +129,25 @@ def remove(group: str, *, root: str = "/") -> list[str]:
         except OSError as e:
             warnings.append(f"{target}: {e.strerror or e}")
     return warnings
+
+
+def remove_dirs(paths: Iterable[str], *, timeout: float = 0.2, poll: float = 0.0005) -> bool:
+    """rmdir each cgroup directory (absolute paths, e.g. from runc's state), retrying while the
+    kernel still reports it busy (tasks being reaped) for up to `timeout` seconds. A missing
+    one is fine. False when one stays: the caller falls back to whoever owns it (runc)."""
+    deadline = time.monotonic() + timeout
+    for path in paths:
+        while True:
+            try:
+                os.rmdir(path)
+                break
+            except FileNotFoundError:
+                break
+            except OSError as exc:
+                if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                    return False
+            time.sleep(poll)
+    return True
 
 
 def procs(group: str, *, root: str = "/") -> set[int]:

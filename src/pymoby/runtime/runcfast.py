@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import json
 import os
 import shutil
 import time
 from pathlib import Path
+
+from pymoby.kernel import cgroupfs
 
 FIFO = "exec.fifo"
 _POLL = 0.0005
@@ -110,19 +111,6 @@ def _removable(state: dict[str, object]) -> list[str] | None:
     return sorted({str(p) for p in paths.values() if p}, key=len, reverse=True)
 
 
-def _rmdir(path: str, deadline: float) -> bool:
-    while True:
-        try:
-            os.rmdir(path)
-            return True
-        except FileNotFoundError:
-            return True
-        except OSError as exc:
-            if exc.errno != errno.EBUSY or time.monotonic() > deadline:
-                return False
-        time.sleep(_POLL)
-
-
 def _delete(state_dir: Path) -> bool:
     try:
         state = json.loads((state_dir / "state.json").read_bytes())
@@ -131,8 +119,7 @@ def _delete(state_dir: Path) -> bool:
     cgroups = _removable(state) if isinstance(state, dict) else None
     if cgroups is None:
         return False
-    deadline = time.monotonic() + 0.2
-    if not all(_rmdir(p, deadline) for p in cgroups):
+    if not cgroupfs.remove_dirs(cgroups):
         return False
     shutil.rmtree(state_dir, ignore_errors=True)
     return True

@@ -13,6 +13,8 @@ DriverOpts, MacAddress given) and loses what a run assigned (IDs, addresses, DNS
 
 from __future__ import annotations
 
+import asyncio
+
 from pymoby import errdefs
 from pymoby.api.types.containers import EndpointSettings, HostConfig
 from pymoby.daemon.containers import files
@@ -69,17 +71,17 @@ def _name(d: Deps, term: str) -> str:
         return term
 
 
-def dns_servers(d: Deps, c: Container) -> list[str]:
+async def dns_servers(d: Deps, c: Container) -> list[str]:
     """The embedded DNS's upstreams: --dns, the daemon's --dns, else the host's servers."""
     if c.host_config.dns:
         return list(c.host_config.dns)
     if d.env.dns:
         return list(d.env.dns)
-    text, _ = files.host_resolv_conf()
+    text, _ = await asyncio.to_thread(files.host_resolv_conf)
     return files.nameservers(text)
 
 
-def _request(d: Deps, c: Container) -> SandboxRequest:
+def _request(d: Deps, c: Container, dns: list[str]) -> SandboxRequest:
     return SandboxRequest(
         container_id=c.id,
         name=c.name.removeprefix("/"),
@@ -90,7 +92,7 @@ def _request(d: Deps, c: Container) -> SandboxRequest:
         },
         exposed_ports=c.config.exposed_ports,
         publish_all=bool(c.host_config.publish_all_ports),
-        dns_servers=dns_servers(d, c),
+        dns_servers=dns,
         mac_address=c.config.mac_address or "",
     )
 
@@ -113,7 +115,7 @@ async def attach(d: Deps, c: Container) -> None:
     """Make the sandbox of a starting container (nothing for none/host/container:)."""
     if d.networks is None or not uses_sandbox(c.host_config.network_mode):
         return
-    state, live = await d.networks.setup(_request(d, c))
+    state, live = await d.networks.setup(_request(d, c, await dns_servers(d, c)))
     _keep(state, c)
     for name, settings in live.items():
         c.endpoints[name] = settings
@@ -147,7 +149,7 @@ async def restore(d: Deps, c: Container) -> None:
     if d.networks is None or not (c.sandbox_id or c.sandbox_key):
         return
     state = _state(c)
-    await d.networks.restore(c.id, state, dns_servers(d, c))
+    await d.networks.restore(c.id, state, await dns_servers(d, c))
     c.proxy_pid = state.proxy_pid
 
 
@@ -155,5 +157,6 @@ async def connect(d: Deps, c: Container, term: str, settings: EndpointSettings) 
     """Attach a running container to one more network."""
     if d.networks is None:
         raise errdefs.NotImplementedErr("networking is disabled in this daemon")
-    name, live = await d.networks.connect(_request(d, c), _state(c), term, settings)
+    req = _request(d, c, await dns_servers(d, c))
+    name, live = await d.networks.connect(req, _state(c), term, settings)
     c.endpoints[name] = live
