@@ -101,20 +101,12 @@ class Sandboxes:
         path = self.svc.settings.netns_dir / sandbox_id[:12]
         state = SandboxState(sandbox_id=sandbox_id, sandbox_key=str(path))
         await asyncio.to_thread(netns.create, path)
-        made: list[tuple[Network, Endpoint]] = []
+        made: list[tuple[Network, Endpoint]] = []  # undone by _undo: addresses, rows, links
         try:
-            eps = [
-                self._new_endpoint(req, net, settings, f"eth{i}", str(path), first=i == 0)
-                for i, (net, settings) in enumerate(nets)
-            ]
-            made = [(net, ep) for (net, _), ep in zip(nets, eps, strict=True)]
-            try:
-                await self.svc.store.add_endpoints(eps)
-            except BaseException:
-                for n, e in made:
-                    self.svc.addresses.give_back(n.id, e.ipv4)
-                made = []
-                raise
+            for i, (net, settings) in enumerate(nets):
+                ep = self._new_endpoint(req, net, settings, f"eth{i}", str(path), first=i == 0)
+                made.append((net, ep))
+            await self.svc.store.add_endpoints([ep for _, ep in made])
             for i, (net, ep) in enumerate(made):
                 await self.svc.drivers[net.driver].join(net, ep, path, default_route=i == 0)
             if made:

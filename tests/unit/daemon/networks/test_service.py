@@ -213,3 +213,32 @@ async def test_sweep_drops_what_containers_no_longer_running_left(
     assert [ep.container_id for ep in svc.store.endpoints.values()] == ["a" * 64]
     assert sorted(p.name for p in left.iterdir()) == ["aaaaaaaaaaaa"]
     assert svc.addresses.take(net, None) == (IPv4Address("10.60.0.3"), 24)  # .3 is free again
+
+
+class _NoDNS:
+    async def stop(self, key: str) -> None:
+        return None
+
+
+class _NoProxies:
+    def release(self, key: str) -> None:
+        return None
+
+
+async def test_a_failed_setup_gives_every_address_back(tmp_path: Path, meta: MetaStore) -> None:
+    from pymoby.api.types.containers import EndpointIPAMConfig, EndpointSettings
+    from pymoby.daemon.networks.sandbox import Sandboxes, SandboxRequest
+
+    nl = FakeNetlink()
+    svc = await open_service(tmp_path, meta, nl)
+    svc.settings.netns_dir.mkdir(parents=True)
+    a = await svc.create(CreateSpec(name="a"))
+    await svc.create(CreateSpec(name="b"))
+    boxes = Sandboxes(svc, resolver=_NoDNS(), ports=None, proxies=_NoProxies())  # type: ignore[arg-type]
+    outside = EndpointSettings(ipam_config=EndpointIPAMConfig(IPv4Address="10.99.0.5"))
+    req = SandboxRequest("c" * 64, "c", [("a", EndpointSettings()), ("b", outside)])
+    with pytest.raises(errdefs.InvalidParameter):
+        await boxes.setup(req)
+    assert svc.store.endpoints == {}
+    assert svc.addresses.take(a, None) == (IPv4Address("10.60.0.2"), 24)  # .2 came back
+    assert list(svc.settings.netns_dir.iterdir()) == []
