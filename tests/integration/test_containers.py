@@ -171,13 +171,15 @@ def test_wait_registered_before_start_sees_the_exit(clean: Daemon) -> None:
 
 
 def test_pids_limit_stops_a_fork_loop(clean: Daemon) -> None:
-    script = "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 5 & done; wait"
+    # 16, not fewer: `runc init` (a Go program, several threads) runs in the cgroup before the
+    # process does, and a very low limit can starve it of threads before it execs
+    script = "for i in $(seq 30); do sleep 5 & done; wait"
     clean.docker(
-        "run", "-d", NONE, "--name", "forky", "--pids-limit", "5", "busybox", "sh", "-c", script
+        "run", "-d", NONE, "--name", "forky", "--pids-limit", "16", "busybox", "sh", "-c", script
     )
     assert clean.docker("wait", "forky").stdout.strip() != "0"
     assert "can't fork" in log_text(clean, "forky")
-    assert inspect(clean, "forky")["HostConfig"]["PidsLimit"] == 5
+    assert inspect(clean, "forky")["HostConfig"]["PidsLimit"] == 16
 
 
 def test_memory_limit_oom_kills(clean: Daemon) -> None:

@@ -135,10 +135,15 @@ def _start_error(exc: Exception) -> errdefs.PymobyError:
 
 
 async def _run(d: Deps, c: Container) -> int:
-    await netsetup.attach(d, c)
+    # the sandbox and the root filesystem mount are independent: made side by side
+    made = await asyncio.gather(netsetup.attach(d, c), runspec.mount(d, c), return_exceptions=True)
     try:
+        for result in made:
+            if isinstance(result, BaseException):
+                raise result
         await runspec.prepare(d, c)
     except BaseException:
+        await asyncio.shield(runspec.release(d, c))
         await asyncio.shield(netsetup.detach(d, c))
         raise
     try:

@@ -59,7 +59,12 @@ def should_restart(c: Container, exit_code: int, duration_s: float) -> tuple[boo
 
 
 async def cleanup_runtime(d: Deps, c: Container) -> None:
-    """Remove what a run left: runc's state and conmon, the bundle, the rootfs mount."""
+    """Remove what a run left: runc's state and conmon, the bundle, the rootfs mount, the
+    network sandbox (independent of the runtime once the process is gone: side by side)."""
+    await asyncio.gather(_runtime_and_mount(d, c), netsetup.detach(d, c))
+
+
+async def _runtime_and_mount(d: Deps, c: Container) -> None:
     if c.in_runtime:
         try:
             await d.runtime.delete(c.id, force=True)
@@ -71,7 +76,6 @@ async def cleanup_runtime(d: Deps, c: Container) -> None:
     except errdefs.PymobyError as exc:
         log.error("%s cleanup: failed to unmount the root filesystem: %s", c.id, exc)
     await asyncio.to_thread(runspec.remove_bundle, c.bundle)
-    await netsetup.detach(d, c)
 
 
 async def on_exit(d: Deps, cid: str, exit_code: int, oom: bool, finished_ns: int) -> None:

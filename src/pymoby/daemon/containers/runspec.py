@@ -63,8 +63,8 @@ async def prepare(d: Deps, c: Container) -> None:
             network=namespaces.network, pid=f"/proc/{other.state.pid}/ns/pid"
         )
 
-    rootfs = await asyncio.to_thread(d.layers.mount, c.id)
-    c.rootfs = str(rootfs)
+    await mount(d, c)
+    rootfs = Path(c.rootfs)
     try:
         link_hosts, link_env = links.at_start(d, c)
         if net_ref is None:
@@ -101,6 +101,12 @@ async def prepare(d: Deps, c: Container) -> None:
     except BaseException:
         await asyncio.shield(release(d, c))
         raise
+
+
+async def mount(d: Deps, c: Container) -> None:
+    """Mount the root filesystem (once; `prepare` does it if nobody did before)."""
+    if not c.rootfs:
+        c.rootfs = str(await asyncio.to_thread(d.layers.mount, c.id))
 
 
 async def release(d: Deps, c: Container) -> None:
