@@ -262,9 +262,36 @@ class Cursor:
         except OSError:
             return 0
 
+    def _successor(self) -> tuple[Path, int]:
+        """The file written after the one being read, and its inode (0: unknown). Files in
+        rotation order are `<log>.N` ... `<log>.1`, `<log>`: the one after ours (found by
+        inode), or, when ours is gone (rotated out, or the hidden name of max-file 1), the
+        oldest left, since every remaining file is newer. A follower that fell two rotations
+        behind thus still reads every file."""
+        files = [*rotated_files(self.path), self.path]
+        current = os.fstat(self._fds[-1]).st_ino if self._fds else 0
+        inodes = []
+        for p in files:
+            try:
+                inodes.append(os.stat(p).st_ino)
+            except OSError:
+                inodes.append(0)
+        if current and current in inodes[:-1]:
+            i = inodes.index(current) + 1
+        else:
+            i = 0 if current else len(files) - 1
+        while i < len(files) - 1 and not inodes[i]:
+            i += 1
+        return files[i], inodes[i]
+
     def _switch(self) -> list[bytes]:
-        """Follow the file the log path names now, from its start."""
-        fd = _open(self.path)
+        """Follow the next file (see `_successor`), from its start."""
+        for _ in range(3):  # a rotation between the stat and the open renames under us
+            path, ino = self._successor()
+            fd = _open(path)
+            if fd < 0 or not ino or os.fstat(fd).st_ino == ino:
+                break
+            os.close(fd)
         if fd < 0:
             return []
         self._fds.append(fd)

@@ -372,3 +372,23 @@ def test_size_and_policy_parsing() -> None:
     )
     assert rotation_policy("syslog", {"max-size": "1k"}) is None
     assert rotation_policy("json-file", {"max-size": "junk"}) is None
+
+
+def test_a_follower_two_rotations_behind_reads_every_file(tmp_path: Path) -> None:
+    log = tmp_path / "container.log"
+    append(log, record("stdout", b"a"))
+    cursor = logfile.Cursor(log, logfile.snapshot(log), 0, 0)
+    try:
+        assert [r.rsplit(b" ", 1)[-1] for r in cursor.read(follow=True)] == [b"a"]
+        # two rotations while the follower sleeps (max-file 3): a -> .1 -> .2, b -> .1, c new
+        os.rename(log, log.with_name("container.log.1"))
+        append(log, record("stdout", b"b"))
+        os.rename(log.with_name("container.log.1"), log.with_name("container.log.2"))
+        os.rename(log, log.with_name("container.log.1"))
+        append(log, record("stdout", b"c"))
+        got: list[bytes] = []
+        for _ in range(6):
+            got += [r.rsplit(b" ", 1)[-1] for r in cursor.read(follow=True)]
+        assert got == [b"b", b"c"]
+    finally:
+        cursor.close()
