@@ -447,3 +447,19 @@ def test_connect_a_created_container_before_its_start(nets: Daemon) -> None:
     assert set(networks) == {"bridge", "later"}
     addrs = nets.docker("exec", "two", "ip", "-4", "-o", "addr").stdout
     assert networks["bridge"]["IPAddress"] in addrs and networks["later"]["IPAddress"] in addrs
+
+
+def test_port_ranges_a_host_address_and_udp(nets: Daemon) -> None:
+    base = free_port()
+    while base > 60000:
+        base = free_port()
+    spec = f"127.0.0.1:{base}-{base + 5}:80"
+    nets.docker("run", "-d", "--name", "rng", "-p", spec, "-p", f"{base + 10}:53/udp",
+                "busybox", *HTTPD)  # fmt: skip
+    ports = inspect(nets, "rng")["NetworkSettings"]["Ports"]
+    [tcp] = ports["80/tcp"]
+    assert tcp["HostIp"] == "127.0.0.1" and base <= int(tcp["HostPort"]) <= base + 5
+    assert ports["53/udp"] == [{"HostIp": "0.0.0.0", "HostPort": str(base + 10)}]
+    assert "hello-from-" in http_get(f"http://127.0.0.1:{tcp['HostPort']}/")
+    shown = nets.docker("port", "rng", "53/udp").stdout
+    assert f"0.0.0.0:{base + 10}" in shown
