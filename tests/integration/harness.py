@@ -23,6 +23,8 @@ from typing import Any
 
 import docker
 
+from pymoby.kernel.iptables import Iptables
+
 DOCKER_CLI = os.environ.get("DOCKER_CLI", "/usr/local/bin/docker")
 # ../shared/fixtures beside the checkout (as in CI); PYMOBY_FIXTURES overrides.
 FIXTURES = Path(
@@ -90,25 +92,8 @@ def _link_exists(name: str) -> bool:
 
 
 def _remove_chains(prefix: str) -> None:
-    """Delete every rule that mentions a chain named with `prefix`, then those chains."""
-    for table in ("filter", "nat"):
-        saved = subprocess.run(
-            ["iptables-save", "-t", table], capture_output=True, text=True, check=False
-        ).stdout
-        lines = ["*" + table]
-        chains = [ln[1:].split()[0] for ln in saved.splitlines() if ln.startswith(":" + prefix)]
-        for ln in saved.splitlines():
-            if ln.startswith("-A ") and prefix in ln and not ln.split()[1].startswith(prefix):
-                lines.append("-D " + ln[3:])
-        lines += [f"-F {c}" for c in chains] + [f"-X {c}" for c in chains] + ["COMMIT", ""]
-        if len(lines) > 3:
-            subprocess.run(
-                ["iptables-restore", "--noflush"],
-                input="\n".join(lines),
-                text=True,
-                capture_output=True,
-                check=False,
-            )
+    """Delete every chain named with `prefix` and every jump or tagged rule of it."""
+    Iptables(prefix=prefix).clear()
 
 
 def missing_prerequisites() -> list[str]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pymoby
 from pymoby import log
+from pymoby.api.strconv import parse_bool
 from pymoby.daemon.config import (
     DEFAULT_CONFIG_FILE,
     OPTIONS,
@@ -48,11 +49,10 @@ def version_line() -> str:
 
 
 def _go_parse_bool(text: str) -> bool:
-    if text in ("1", "t", "T", "TRUE", "true", "True"):
-        return True
-    if text in ("0", "f", "F", "FALSE", "false", "False"):
-        return False
-    raise ValueError(f"strconv.ParseBool: parsing {go_quote(text)}: invalid syntax")
+    value = parse_bool(text)
+    if value is None:
+        raise ValueError(f"strconv.ParseBool: parsing {go_quote(text)}: invalid syntax")
+    return value
 
 
 def _go_parse_int(text: str) -> int:

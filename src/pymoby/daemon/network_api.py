@@ -14,6 +14,7 @@ from typing import Any
 
 from pymoby import errdefs
 from pymoby.api.filters import Filters
+from pymoby.api.strconv import parse_bool
 from pymoby.api.types.containers import EndpointSettings
 from pymoby.api.types.networks import (
     IPAM,
@@ -36,12 +37,10 @@ _ENABLE_V6 = "com.docker.network.enable_ipv6"
 def _opt_bool(options: Mapping[str, str], key: str, default: bool) -> bool:
     if key not in options:
         return default
-    value = options[key].lower()
-    if value in ("1", "t", "true"):
-        return True
-    if value in ("0", "f", "false"):
-        return False
-    raise errdefs.InvalidParameter(f'driver-opt "{key}" is not a valid bool')
+    value = parse_bool(options[key])
+    if value is None:
+        raise errdefs.InvalidParameter(f'driver-opt "{key}" is not a valid bool')
+    return value
 
 
 def _local_offset() -> int:

@@ -65,6 +65,15 @@ async def wait_pid_gone(pid: int, seconds: float) -> bool:
         return True
     except (AttributeError, OSError):
         return await _poll_gone(pid, seconds)
+    try:
+        return await wait_readable(fd, seconds) or not await asyncio.to_thread(pid_alive, pid)
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+async def wait_readable(fd: int, seconds: float) -> bool:
+    """Wait until `fd` is readable (a pidfd: its process exited); False on timeout."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
 
@@ -78,11 +87,9 @@ async def wait_pid_gone(pid: int, seconds: float) -> bool:
             await done
         return True
     except TimeoutError:
-        return not await asyncio.to_thread(pid_alive, pid)
+        return False
     finally:
         loop.remove_reader(fd)
-        with contextlib.suppress(OSError):
-            os.close(fd)
 
 
 async def _poll_gone(pid: int, seconds: float) -> bool:

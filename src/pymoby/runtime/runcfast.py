@@ -27,21 +27,11 @@ import time
 from pathlib import Path
 
 from pymoby.kernel import cgroupfs
+from pymoby.runtime.procs import pid_alive
 
 FIFO = "exec.fifo"
 _POLL = 0.0005
 _TIMEOUT = 10.0
-
-
-def _alive(pid: int) -> bool:
-    """The process exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    state = stat.rsplit(b")", 1)[-1].split()[:1]
-    return state not in ([b"Z"], [b"X"])
 
 
 async def start(state_dir: Path, init_pid: int) -> bool:
@@ -60,7 +50,7 @@ async def start(state_dir: Path, init_pid: int) -> bool:
                 data = None
             if data:
                 break
-            if not _alive(init_pid) or time.monotonic() > deadline:
+            if not pid_alive(init_pid) or time.monotonic() > deadline:
                 # it may have started, run and exited between the read and the check (runc
                 # looks for that too): the byte is then still in the FIFO
                 try:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pymoby import errdefs
+from pymoby.api.strconv import parse_bool
 from pymoby.api.types.containers import Config, HostConfig
 from pymoby.log import go_quote
 from pymoby.runtime import mounts
@@ -113,7 +114,7 @@ def parse_security_opts(opts: Sequence[str] | None, default_nnp: bool = False) -
         elif key == "seccomp":
             out.seccomp_profile = value
         elif key in ("no-new-privileges", "writable-cgroups"):
-            flag = _parse_bool(value)
+            flag = parse_bool(value)
             if flag is None:
                 raise _bad(f"invalid --security-opt 2: {go_quote(opt)}")
             if key == "no-new-privileges":
@@ -124,15 +125,6 @@ def parse_security_opts(opts: Sequence[str] | None, default_nnp: bool = False) -
             raise _bad(f"invalid --security-opt 2: {go_quote(opt)}")
     out.label_opts = tuple(labels)
     return out
-
-
-def _parse_bool(text: str) -> bool | None:
-    """strconv.ParseBool."""
-    if text in ("1", "t", "T", "TRUE", "true", "True"):
-        return True
-    if text in ("0", "f", "F", "FALSE", "false", "False"):
-        return False
-    return None
 
 
 def adapt_host_config(host_config: HostConfig, defaults: DaemonDefaults) -> None:

@@ -20,7 +20,6 @@ from ipaddress import IPv4Interface
 from pathlib import Path
 from typing import Protocol
 
-from pymoby import errdefs
 from pymoby.daemon.networks.model import Endpoint, Network
 from pymoby.kernel import netns
 from pymoby.kernel.netlink import Netlink
@@ -28,7 +27,6 @@ from pymoby.kernel.netlink import Netlink
 
 class Driver(Protocol):
     name: str
-    needs_sandbox: bool  # the container gets its own namespace from the network layer
 
     async def create(self, net: Network, *, create_bridge: bool = True) -> None: ...
 
@@ -48,7 +46,6 @@ def veth_name() -> str:
 
 class BridgeDriver:
     name = "bridge"
-    needs_sandbox = True
 
     def __init__(self, netlink: Netlink) -> None:
         self._nl = netlink
@@ -101,7 +98,6 @@ class _NoKernelDriver:
     """host and null: nothing to make in the kernel."""
 
     name = ""
-    needs_sandbox = False
 
     async def create(self, net: Network, *, create_bridge: bool = True) -> None:
         return None
@@ -124,8 +120,3 @@ class HostDriver(_NoKernelDriver):
 
 class NullDriver(_NoKernelDriver):
     name = "null"
-
-
-def unknown_driver(name: str) -> errdefs.PymobyError:
-    """dockerd's answer for a driver that is not registered (plugins are not supported)."""
-    return errdefs.NotFound(f"could not find plugin {name} in v1 plugin registry: plugin not found")

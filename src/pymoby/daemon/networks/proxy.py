@@ -40,6 +40,7 @@ from pymoby.daemon.networks.portmap import (
     binding_string,
     groups,
 )
+from pymoby.runtime.procs import wait_readable
 
 log = logging.getLogger("pymoby.networks")
 
@@ -281,10 +282,10 @@ class ProxyManager:
                     return
                 self._stopping.add(pid)
                 signal.pidfd_send_signal(pidfd, signal.SIGTERM)
-                if not await _wait_readable(pidfd, self.stop_timeout):
+                if not await wait_readable(pidfd, self.stop_timeout):
                     log.warning("userland proxy %d ignored SIGTERM, killing it", pid)
                     signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-                    await _wait_readable(pidfd, self.stop_timeout)
+                    await wait_readable(pidfd, self.stop_timeout)
             except ProcessLookupError:
                 pass
             finally:
@@ -311,22 +312,3 @@ class ProxyManager:
 def _check_key(key: str) -> None:
     if not _KEY.fullmatch(key):
         raise errdefs.InvalidParameter(f"invalid proxy key: {key!r}")
-
-
-async def _wait_readable(fd: int, seconds: float) -> bool:
-    loop = asyncio.get_running_loop()
-    ready: asyncio.Future[None] = loop.create_future()
-
-    def readable() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    loop.add_reader(fd, readable)
-    try:
-        async with asyncio.timeout(seconds):
-            await ready
-    except TimeoutError:
-        return False
-    finally:
-        loop.remove_reader(fd)
-    return True

@@ -18,12 +18,13 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from pymoby import errdefs
+from pymoby.api.strconv import parse_bool
 from pymoby.daemon.events import EventBus
 from pymoby.daemon.networks import ipam
 from pymoby.daemon.networks.addresses import AddressBook, subnet_record
@@ -52,8 +53,6 @@ from pymoby.kernel.netlink import Netlink
 
 log = logging.getLogger("pymoby.networks")
 
-_BOOL_TEXT = {"true": True, "1": True, "false": False, "0": False}
-
 
 @dataclass
 class CreateSpec:
@@ -80,13 +79,13 @@ def new_id() -> str:
 
 
 def _parse_bool_opt(key: str, value: str) -> bool:
-    try:
-        return _BOOL_TEXT[value.lower()]
-    except KeyError:
+    parsed = parse_bool(value)
+    if parsed is None:
         raise errdefs.InvalidParameter(
             f'failed to parse {key} value: {value} (strconv.ParseBool: parsing "{value}": '
             "invalid syntax)"
-        ) from None
+        )
+    return parsed
 
 
 def _parse_mtu(value: str) -> int:
@@ -223,12 +222,6 @@ class NetworkService:
         """dockerd's FindNetwork: full ID, exact name, then a unique ID prefix."""
         nid = find(term, [(n.id, n.name) for n in self.store.networks.values()])
         return self.store.networks[nid]
-
-    def find_by_name_or_id(self, term: str) -> Network | None:
-        try:
-            return self.get(term)
-        except errdefs.NotFound:
-            return None
 
     def all(self) -> list[Network]:
         return list(self.store.networks.values())
@@ -393,6 +386,3 @@ class NetworkService:
         self.events.publish_network_event(
             action, net.id, net.name, net.driver, {"container": container_id}
         )
-
-    def networks_named(self, names: Sequence[str]) -> list[Network]:
-        return [self.get(n) for n in names]

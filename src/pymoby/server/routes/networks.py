@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from pymoby import errdefs
 from pymoby.api.filters import Filters
+from pymoby.api.strconv import parse_bool
 from pymoby.api.types.networks import (
     decode_connect_request,
     decode_create_request,
@@ -35,9 +36,6 @@ from pymoby.server.router import Route
 V1_25 = ApiVersion(1, 25)
 V1_48 = ApiVersion(1, 48)
 V1_54 = ApiVersion(1, 54)
-
-_GO_TRUE = frozenset(("1", "t", "T", "TRUE", "true", "True"))
-_GO_FALSE = frozenset(("0", "f", "F", "FALSE", "false", "False"))
 
 
 async def read_json_body(req: Request) -> bytes | None:
@@ -58,10 +56,9 @@ def _parse_verbose(req: Request) -> bool:
     text = req.value("verbose")
     if text == "":
         return False
-    if text in _GO_TRUE:
-        return True
-    if text in _GO_FALSE:
-        return False
+    value = parse_bool(text)
+    if value is not None:
+        return value
     raise errdefs.InvalidParameter(
         f'invalid value for verbose: {text}: strconv.ParseBool: parsing "{text}": invalid syntax'
     )
