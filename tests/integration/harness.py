@@ -124,7 +124,12 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 class Daemon:
     """One pymobyd process with its own directories under a fresh temp dir."""
 
-    def __init__(self, extra_args: Sequence[str] = (), config: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        extra_args: Sequence[str] = (),
+        config: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+    ):
         self.dir = Path(tempfile.mkdtemp(prefix="pymoby-it-", dir="/tmp"))
         self.sock = str(self.dir / "api.sock")
         self.data_root = self.dir / "data"
@@ -134,6 +139,7 @@ class Daemon:
         self.log_path = self.dir / "pymobyd.log"
         self.config_file.write_text(json.dumps(config or {}))
         self.extra_args = list(extra_args)
+        self.extra_env = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
         self.net = TestNet()
         self.net_made = False
@@ -166,7 +172,7 @@ class Daemon:
             self.net.make()
             self.net_made = True
         log = self.log_path.open("ab")
-        env = {**os.environ, "PYMOBY_IPTABLES_PREFIX": self.net.prefix}
+        env = {**os.environ, "PYMOBY_IPTABLES_PREFIX": self.net.prefix, **self.extra_env}
         self.proc = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
         deadline = time.monotonic() + timeout
@@ -291,7 +297,7 @@ class Daemon:
         for pid in conmons_under(str(self.dir)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        for pid in proxies_of(self):
+        for pid in [*proxies_of(self), *exec_helpers_under(str(self.dir))]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         for target in mounts_under(str(self.dir)):
@@ -319,6 +325,15 @@ def _processes() -> list[tuple[int, list[bytes]]]:
         except OSError:
             continue
     return out
+
+
+def exec_helpers_under(root: str) -> list[int]:
+    """pids of exec zygotes (and their first children) of a daemon whose state is under `root`."""
+    return [
+        pid
+        for pid, argv in _processes()
+        if b"pymoby.runtime.nsexec" in argv and root.encode() in b" ".join(argv)
+    ]
 
 
 def conmons_under(root: str) -> list[int]:

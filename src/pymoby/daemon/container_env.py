@@ -120,7 +120,14 @@ async def open_containers(
         host_gateway=networks.host_gateway if networks is not None else (lambda: ""),
     )
     exec_root = Path(cfg.exec_root)
-    runtime = Runtime(runc, conmon, exec_root / "runc", exec_root, conmon_cgroup=CONMON_CGROUP)
+    runtime = Runtime(
+        runc,
+        conmon,
+        exec_root / "runc",
+        exec_root,
+        conmon_cgroup=CONMON_CGROUP,
+        fast_exec=os.environ.get("PYMOBY_EXEC_RUNC", "") not in ("1", "true"),
+    )
     service = ContainerService(
         ContainerStore(meta),
         runtime=runtime,

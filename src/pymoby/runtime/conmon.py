@@ -1,7 +1,9 @@
 """The container runtime: conmon as the per-container shim, runc driven directly.
 
 Rule: this is the daemon's only door to running containers. `create` starts a conmon that runs
-`runc create` under it and stays as the container's monitor; everything else is a runc command
+`runc create` under it and stays as the container's monitor; `exec` forks the process through
+the exec zygote (runtime/fastexec) when that reproduces `runc exec`, else it is a conmon running
+`runc exec`; everything else is a runc command
 (`start`, `kill`, `delete`, `pause`, `resume`, `state`, `list`, `ps`) or talks to conmon
 through its files (attach socket, winsz FIFO, exit and OOM files). conmon survives the daemon:
 `adopt` rebuilds what we know of a container from the files alone. Failures are errdefs
@@ -46,6 +48,7 @@ from pymoby import errdefs
 from pymoby.runtime import runcfast, shim
 from pymoby.runtime.attach import AttachSession, reopen_log, resize
 from pymoby.runtime.exits import ExitStatus, ExitWatcher, OnExit, read_exit_file
+from pymoby.runtime.fastexec import FastExec, FastExecError, FastSession
 from pymoby.runtime.procs import pid_is_conmon, read_pid, wait_pid_gone
 from pymoby.runtime.runc import Runc, RuncNotFound, RuncState
 
@@ -213,8 +216,10 @@ class Runtime:
         conmon_cgroup: str | None = None,
         conmon_log_level: str = "warning",
         create_timeout: float = 120.0,
+        fast_exec: bool = True,
     ) -> None:
         self.runc = Runc(runc_path, Path(state_root))
+        self.fast = FastExec(Path(state_root)) if fast_exec else None
         self.conmon_path = conmon_path
         self.exec_root = Path(exec_root)
         self.exit_dir = self.exec_root / "exits"
@@ -417,6 +422,8 @@ class Runtime:
         container is a Conflict and nothing is removed; runc's other failures propagate.
         """
         p = self.paths(cid)
+        if self.fast is not None:
+            self.fast.forget(cid)
         if not await runcfast.delete(self.runc.root / cid):
             with contextlib.suppress(RuncNotFound):
                 await self.runc.delete(cid, force=force)
@@ -503,6 +510,16 @@ class Runtime:
         oom = await asyncio.to_thread(p.oom.exists)
         return AdoptedState(cid, "exited", oom=oom, **common)
 
+    async def prepare(self) -> None:
+        """Start the exec zygote (so the first exec does not wait for it)."""
+        if self.fast is not None:
+            await self.fast.start()
+
+    async def close(self) -> None:
+        """Stop the exec zygote (running execs and containers carry on)."""
+        if self.fast is not None:
+            await self.fast.close()
+
     async def list(self) -> list[RuncState]:
         """Every container in the runc state root."""
         return await self.runc.list()
@@ -518,12 +535,23 @@ class Runtime:
         stdin: bool,
         attach: bool,
         exec_id: str | None = None,
-    ) -> ExecSession:
+    ) -> ExecSession | FastSession:
         """Run an OCI process (`process` object of config.json) in a running container.
 
-        With `attach`, the session's AttachSession is connected before the process starts, so
-        no output is lost. A process that cannot start raises CreateError with runc's message.
+        The exec zygote starts it when it can (runtime/fastexec), else a conmon running `runc
+        exec`. With `attach`, the output is connected before the process starts, so none is
+        lost. A process that cannot start raises CreateError with runc's message.
         """
+        if self.fast is not None:
+            bundle = await self._bundle(cid)
+            try:
+                fast = await self.fast.exec(
+                    cid, bundle, dict(process_spec), tty=tty, stdin=stdin, attach=attach
+                )
+            except FastExecError as exc:
+                raise CreateError(exc.message) from None
+            if fast is not None:
+                return fast
         p = self.paths(cid)
         exec_id = exec_id or uuid.uuid4().hex
         _check_id("exec id", exec_id)

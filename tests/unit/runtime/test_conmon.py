@@ -26,7 +26,8 @@ import pytest
 from pymoby import errdefs
 from pymoby.kernel import cgroupfs
 from pymoby.runtime.attach import STDERR, STDOUT, AttachSession, resize_message
-from pymoby.runtime.conmon import CreateError, Runtime
+from pymoby.runtime.conmon import CreateError, ExecSession, Runtime
+from pymoby.runtime.fastexec import FastSession
 from pymoby.runtime.k8slog import parse_log
 from pymoby.runtime.procs import pid_alive
 from pymoby.runtime.runc import RuncConflict, RuncNotFound
@@ -82,9 +83,14 @@ class Env:
         self.group = f"pymoby-test-conmon-{uuid.uuid4().hex[:8]}"
         self.runtime = self.new_runtime()
 
-    def new_runtime(self) -> Runtime:
+    def new_runtime(self, *, fast_exec: bool = False) -> Runtime:
         return Runtime(
-            RUNC, CONMON, self.root / "state", self.root / "exec", conmon_cgroup=self.group
+            RUNC,
+            CONMON,
+            self.root / "state",
+            self.root / "exec",
+            conmon_cgroup=self.group,
+            fast_exec=fast_exec,
         )
 
     def cid(self) -> str:
@@ -331,8 +337,9 @@ async def test_kill_and_stop(env: Env, exits: Exits) -> None:
         await rt.kill(cid, signal.SIGKILL)
 
 
-async def test_exec_exit_code_and_output(env: Env) -> None:
-    rt = env.runtime
+@pytest.mark.parametrize("fast", [False, True], ids=["conmon", "zygote"])
+async def test_exec_exit_code_and_output(env: Env, fast: bool) -> None:
+    rt = env.new_runtime(fast_exec=fast) if fast else env.runtime
     cid, _ = await env.create(["sleep", "60"])
     await rt.start(cid)
     proc = dict(env.base["process"])
@@ -344,7 +351,8 @@ async def test_exec_exit_code_and_output(env: Env) -> None:
     assert joined(frames, STDERR) == b"err\n"
     assert await asyncio.wait_for(ex.wait(), 10) == 7
     await ex.close()
-    assert not ex.dir.exists()
+    assert fast != isinstance(ex, ExecSession)
+    assert fast or not ex.dir.exists()  # type: ignore[union-attr]
 
     # stdin + half-close, and a TTY exec with resize
     proc["args"] = ["cat"]
@@ -382,6 +390,7 @@ async def test_exec_exit_code_and_output(env: Env) -> None:
     assert not (env.root / "exec" / "containers" / cid / "exec" / bad).exists()
     assert _conmons_naming(bad) == []
     await rt.delete(cid, force=True)
+    await rt.close()
 
 
 async def test_missing_binary_leaves_nothing(env: Env) -> None:
@@ -504,6 +513,7 @@ def test_runtime_on_uvloop(env: Env) -> None:
 
     async def scenario() -> None:
         rt = env.new_runtime()
+        fast = env.new_runtime(fast_exec=True)
         log = Exits()
         watcher = rt.watcher(log.on_exit)
         await watcher.start()
@@ -512,16 +522,19 @@ def test_runtime_on_uvloop(env: Env) -> None:
             session = await rt.attach(cid)
             await rt.start(cid)
             proc = dict(env.base["process"], args=["echo", "exec"])
-            ex = await rt.exec(cid, proc, tty=False, stdin=False, attach=True)
-            assert ex.attach is not None
-            assert joined(await read_all(ex.attach)) == b"exec\n"
-            assert await ex.wait() == 0
-            await ex.close()
+            for runtime in (rt, fast):
+                ex = await runtime.exec(cid, proc, tty=False, stdin=False, attach=True)
+                assert ex.attach is not None
+                assert joined(await read_all(ex.attach)) == b"exec\n"
+                assert await ex.wait() == 0
+                await ex.close()
+            assert isinstance(ex, FastSession)
             await session.write(b"in\n")
             assert joined(await read_all(session)) == b"got in\n"
             assert (await log.wait(cid))[0] == 5
             await rt.delete(cid)
         finally:
             await watcher.close()
+            await fast.close()
 
     uvloop.run(scenario())

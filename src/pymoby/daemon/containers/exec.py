@@ -1,4 +1,5 @@
-"""Exec sessions: dockerd's ContainerExecCreate/Start/Resize/Inspect over conmon's exec.
+"""Exec sessions: dockerd's ContainerExecCreate/Start/Resize/Inspect over the runtime's exec
+(the exec zygote, or conmon + `runc exec` where the zygote does not reproduce runc).
 
 Rules (daemon/exec.go, daemon/container/exec.go, daemon/monitor.go):
 - create: the container must run (409 `container <id> is not running`, paused, restarting);
@@ -13,8 +14,8 @@ Rules (daemon/exec.go, daemon/container/exec.go, daemon/monitor.go):
   exec's args, env, cwd (default "/"), terminal and console size (start's, else create's),
   user (resolved again) and, when privileged, every capability. A runtime failure sets
   dockerd's exit code (126, 127, else 128) and is the error (`OCI runtime exec failed: ...`).
-- streams: output until the process ends (conmon closes the attach socket after the last
-  output); stdin's end closes the process's stdin without a TTY, with a TTY it ends the
+- streams: output until the process ends (the runtime ends the output once the process has
+  exited and its last output is read); stdin's end closes the process's stdin without a TTY, with a TTY it ends the
   client's stream; a TTY's detach keys end it too (event `exec_detach`). A client that leaves
   does not stop the process. The start returns once the exit code is recorded (the CLI asks
   for it right after the stream ends), unless the client detached or left before.
@@ -60,7 +61,7 @@ STDOUT, STDERR = 1, 2
 
 
 class ExecProcess(Protocol):
-    """runtime.conmon.ExecSession."""
+    """runtime.conmon.ExecSession or runtime.fastexec.FastSession."""
 
     @property
     def pid(self) -> int: ...
@@ -489,7 +490,7 @@ class ExecService:
         return dropped
 
     async def close(self) -> None:
-        """Stop watching; running execs keep running (their conmons outlive the daemon)."""
+        """Stop watching; running execs keep running (they outlive the daemon)."""
         if self._gc is not None:
             self._gc.cancel()
         for task in list(self._tasks):

@@ -93,6 +93,10 @@ class Runtime(Protocol):
 
     async def list(self) -> list[RuncState]: ...
 
+    async def prepare(self) -> None: ...
+
+    async def close(self) -> None: ...
+
 
 class Layers(Protocol):
     """store.rwlayers.RWLayerStore (blocking: called in a worker thread)."""

@@ -75,6 +75,7 @@ class ContainerService:
     async def start(self) -> None:
         """Watch exits, then restore every container (before the API serves)."""
         d = self.deps
+        await d.runtime.prepare()
         watcher = d.runtime.watcher(self._on_exit)
         await watcher.start()
         d.watcher = watcher
@@ -99,6 +100,7 @@ class ContainerService:
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
+        await d.runtime.close()
 
     async def _auto_remove(self, c: Container) -> None:
         await delete.remove_container(self.deps, c, force=True)

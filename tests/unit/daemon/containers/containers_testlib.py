@@ -52,6 +52,9 @@ class FakeWatcher:
     def forget(self, cid: str) -> None:
         self.forgotten.append(cid)
 
+    async def prepare(self) -> None:
+        self.prepared = True
+
     async def close(self) -> None:
         self.closed = True
 
@@ -155,6 +158,12 @@ class FakeRuntime:
 
     async def list(self) -> list[RuncState]:
         return [RuncState(cid, p.status, p.pid, "") for cid, p in self.procs.items()]
+
+    async def prepare(self) -> None:
+        self.prepared = True
+
+    async def close(self) -> None:
+        self.closed = True
 
     def names(self) -> list[str]:
         return [c[0] for c in self.calls]

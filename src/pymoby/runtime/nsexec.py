@@ -1,0 +1,515 @@
+"""The exec zygote: a small single-threaded process that forks `docker exec` processes into
+running containers, doing what `runc exec` (runc 1.1.5's nsexec + setns init) does.
+
+Rule: the zygote is started once by the daemon (`python -m pymoby.runtime.nsexec <fd> <runc
+state root>`; the second argument only says whose zygote it is, for ps), reads
+one request per SOCK_SEQPACKET message on that fd (an `ExecRequest`, msgpack, with its file
+descriptors attached) and forks one child per request; it holds no state and never waits for
+anything but the next request. It exits when the daemon closes the socket or dies.
+
+Per request, with the descriptors [ctl, report, pidfd, stdin, stdout, stderr] (no stdio with a
+terminal):
+- the first child joins the container's PID namespace through the pidfd of its init and forks
+  the process to be; it writes that pid into each of the container's `cgroup.procs` files,
+  sends `{"pid": N}` on ctl, lets the process go on, closes everything but ctl and sends
+  `{"exit": code}` (128 + signal for a signal) when it ends. Its own failures are
+  `{"error": text}` on ctl.
+- the process: new session, OOM score, rlimits, the remaining namespaces (one setns on the
+  pidfd), the session keyring `_ses.<id>`, stdio (or a pty opened in the container's devpts
+  whose master goes back on report with `{"pty": 1}`, controlling terminal, console size),
+  no_new_privs, seccomp (before the user change without no_new_privs, else last), then
+  runc's finalizeNamespace order: fds >= 3 close-on-exec, chdir (retried as the user on
+  EACCES/EPERM), the bounding set, keep-caps, stdio owned by the user, setgroups/setgid/setuid,
+  HOME from the container's /etc/passwd when unset, the capability sets and ambient ones;
+  then Go's exec.LookPath on the process's PATH and execve. Any failure is `{"error": text}`
+  on report with runc's text (without runc's `exec failed: ` prefix); a successful execve
+  closes report (close-on-exec), which is how the daemon knows the process runs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import resource
+import signal
+import socket
+import stat
+import struct
+import sys
+import termios
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from pymoby.runtime import seccompbpf
+
+CLONE_NEWPID = 0x20000000
+MAX_FDS = 6
+_RECV = 1 << 20
+
+_PR_CAPBSET_DROP = 24
+_PR_SET_KEEPCAPS = 8
+_PR_SET_NO_NEW_PRIVS = 38
+_PR_SET_PDEATHSIG = 1
+_PR_CAP_AMBIENT = 47
+_PR_CAP_AMBIENT_RAISE = 2
+_PR_CAP_AMBIENT_LOWER = 3
+_SYS_CAPGET = 125
+_SYS_CAPSET = 126
+_CAP_SETPCAP = 8
+_SYS_KEYCTL = 250
+_KEYCTL_JOIN_SESSION_KEYRING = 1
+_CAP_V3 = 0x20080522
+_TIOCSCTTY = 0x540E
+_TIOCGPTN = 0x80045430
+_TIOCSPTLCK = 0x40045431
+_NO_LIMIT = (1 << 64) - 1
+
+
+class ExecRequest(msgspec.Struct, kw_only=True):
+    """One process to start in a running container (see the module docstring)."""
+
+    container_id: str
+    args: list[str]
+    env: list[str]
+    cwd: str
+    uid: int
+    gid: int
+    additional_gids: list[int]
+    bounding: list[int]
+    effective: list[int]
+    inheritable: list[int]
+    permitted: list[int]
+    ambient: list[int]
+    no_new_privileges: bool
+    rlimits: list[tuple[int, int, int]]  # (resource, soft, hard), 2**64-1 for unlimited
+    oom_score_adj: int | None
+    namespaces: int  # CLONE_NEW* flags to join besides the PID namespace
+    join_pid: bool  # the container has its own PID namespace (else the host's)
+    cgroup_procs: list[str]
+    terminal: bool
+    console: tuple[int, int] | None  # (height, width)
+    seccomp: bytes  # empty: none
+    seccomp_flags: int
+    cap_last: int
+
+
+class ExecFailed(Exception):
+    """A step before execve failed; the text is runc's."""
+
+
+_libc: Any = None
+
+
+def _c() -> Any:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
+def _check(rc: int, what: str) -> int:
+    if rc < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"{what}: {go_strerror(e)}")
+    return rc
+
+
+def go_strerror(code: int) -> str:
+    """Go's syscall.Errno text: glibc's with a lower-case first letter."""
+    text = os.strerror(code)
+    return text[:1].lower() + text[1:]
+
+
+def _go_quote(text: str) -> str:
+    out = ['"']
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _oserror_text(exc: OSError) -> str:
+    return go_strerror(exc.errno) if exc.errno else str(exc)
+
+
+# -- Go's exec.LookPath (go 1.19, what runc 1.1.5 is built with) ------------------------------
+
+
+def _find_executable(path: str) -> str | None:
+    """None when `path` is a runnable file, else Go's error text."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return f"stat {path}: {_oserror_text(exc)}"
+    if not stat.S_ISDIR(st.st_mode) and st.st_mode & 0o111:
+        return None
+    return "permission denied"
+
+
+def look_path(name: str, env: dict[str, str]) -> str:
+    if "/" in name:
+        err = _find_executable(name)
+        if err is None:
+            return name
+        raise ExecFailed(f"exec: {_go_quote(name)}: {err}")
+    path = env.get("PATH", "")
+    for d in path.split(":") if path else []:
+        candidate = os.path.join(d or ".", name)
+        if _find_executable(candidate) is None:
+            if not os.path.isabs(candidate):
+                raise ExecFailed(
+                    f"exec: {_go_quote(name)}: cannot run executable found relative to current "
+                    "directory"
+                )
+            return candidate
+    raise ExecFailed(f"exec: {_go_quote(name)}: executable file not found in $PATH")
+
+
+# -- the process's steps ----------------------------------------------------------------------
+
+
+def _send(sock: socket.socket, doc: dict[str, Any], fds: Sequence[int] = ()) -> None:
+    data = msgspec.msgpack.encode(doc)
+    try:
+        if fds:
+            socket.send_fds(sock, [data], list(fds))
+        else:
+            sock.send(data)
+    except OSError:
+        pass
+
+
+def _open_pty(req: ExecRequest, report: socket.socket) -> None:
+    """runc's setupConsole + Setctty: a pty of the container's devpts, master to the daemon."""
+    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    fcntl.ioctl(master, _TIOCSPTLCK, struct.pack("i", 0))
+    (n,) = struct.unpack("I", fcntl.ioctl(master, _TIOCGPTN, struct.pack("I", 0)))
+    if req.console is not None and req.console[0] and req.console[1]:
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", *req.console, 0, 0))
+    _send(report, {"pty": 1}, [master])
+    os.close(master)
+    slave = os.open(f"/dev/pts/{n}", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    if slave > 2:
+        os.close(slave)
+    fcntl.ioctl(0, _TIOCSCTTY, 0)
+
+
+def _home(uid: int) -> str:
+    """HOME of `uid` in the container's /etc/passwd ("/" when it has none)."""
+    try:
+        with open("/etc/passwd", "rb") as f:
+            for raw in f:
+                parts = raw.decode("utf-8", "replace").rstrip("\n").split(":")
+                if len(parts) >= 6 and parts[2].strip() == str(uid):
+                    return parts[5]
+    except OSError:
+        pass
+    return "/"
+
+
+def _fix_stdio(uid: int) -> None:
+    """runc's fixStdioPermissions: stdio owned by the user (not /dev/null)."""
+    null = os.stat("/dev/null").st_rdev
+    for fd in (0, 1, 2):
+        st = os.fstat(fd)
+        if st.st_uid == uid or st.st_rdev == null:
+            continue
+        try:
+            os.fchown(fd, uid, st.st_gid)
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.EPERM, errno.EROFS):
+                raise
+
+
+def _capset(req: ExecRequest) -> None:
+    def words(caps: list[int]) -> tuple[int, int]:
+        bits = 0
+        for c in caps:
+            bits |= 1 << c
+        return bits & 0xFFFFFFFF, bits >> 32
+
+    eff, prm, inh = words(req.effective), words(req.permitted), words(req.inheritable)
+    header = struct.pack("Ii", _CAP_V3, 0)
+    data = struct.pack("6I", eff[0], prm[0], inh[0], eff[1], prm[1], inh[1])
+    _check(_c().syscall(_SYS_CAPSET, header, data), "unable to apply caps")
+    # gocapability's Apply(AMBS): lower or raise each one, every failure ignored
+    ambient = set(req.ambient)
+    for cap in range(req.cap_last + 1):
+        action = _PR_CAP_AMBIENT_RAISE if cap in ambient else _PR_CAP_AMBIENT_LOWER
+        _c().prctl(_PR_CAP_AMBIENT, action, cap, 0, 0)
+
+
+def go_environment(pairs: Sequence[str]) -> dict[str, str]:
+    """runc's populateProcessEnvironment: os.Setenv of each pair in order (a name keeps its
+    first place and takes its last value); bad pairs fail with runc's text."""
+    env: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise ExecFailed(f"invalid environment variable: {_go_quote(pair)}")
+        if not name:
+            raise ExecFailed(f"environment variable name can't be empty: {_go_quote(pair)}")
+        if "\0" in name:
+            raise ExecFailed(
+                f"environment variable name can't contain null(\\x00): {_go_quote(pair)}"
+            )
+        if "\0" in value:
+            raise ExecFailed(
+                f"environment variable value can't contain null(\\x00): {_go_quote(pair)}"
+            )
+        env[name] = value
+    return env
+
+
+def _apply_bounding(req: ExecRequest) -> None:
+    """gocapability's Apply(BOUNDS): drop the others when CAP_SETPCAP is effective (EINVAL
+    ignored)."""
+    header = struct.pack("Ii", _CAP_V3, 0)
+    data = ctypes.create_string_buffer(24)
+    _check(_c().syscall(_SYS_CAPGET, header, data), "unable to apply bounding set")
+    if not struct.unpack("6I", data.raw)[0] & 1 << _CAP_SETPCAP:
+        return
+    bounding = set(req.bounding)
+    for cap in range(req.cap_last + 1):
+        dropped = cap in bounding or _c().prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) >= 0
+        if not dropped and ctypes.get_errno() != errno.EINVAL:
+            _check(-1, "unable to apply bounding set")
+
+
+def _finalize(req: ExecRequest, env: dict[str, str]) -> None:
+    """runc's finalizeNamespace with setupUser."""
+    chdir_later = False
+    try:
+        os.chdir(req.cwd)
+    except PermissionError:
+        chdir_later = True
+    except OSError as exc:
+        raise ExecFailed(
+            f"chdir to cwd ({_go_quote(req.cwd)}) set in config.json failed: {_oserror_text(exc)}"
+        ) from None
+    _apply_bounding(req)
+    _check(_c().prctl(_PR_SET_KEEPCAPS, 1, 0, 0, 0), "unable to set keep caps")
+    try:
+        _fix_stdio(req.uid)
+        with open("/proc/self/setgroups", "rb") as f:
+            deny = f.read().strip() == b"deny"
+        if not deny:
+            os.setgroups(req.additional_gids)
+        os.setgid(req.gid)
+        os.setuid(req.uid)
+    except OSError as exc:
+        raise ExecFailed(f"unable to setup user: {_oserror_text(exc)}") from None
+    if not env.get("HOME"):
+        env["HOME"] = _home(req.uid)
+    if chdir_later:
+        try:
+            os.chdir(req.cwd)
+        except OSError as exc:
+            raise ExecFailed(
+                f"chdir to cwd ({_go_quote(req.cwd)}) set in config.json failed: "
+                f"{_oserror_text(exc)}"
+            ) from None
+    _check(_c().prctl(_PR_SET_KEEPCAPS, 0, 0, 0, 0), "unable to clear keep caps")
+    _capset(req)
+
+
+def _process(req: ExecRequest, pidfd: int, report: socket.socket, stdio: list[int]) -> None:
+    """The exec'd process from fork to execve (never returns on success)."""
+    env = go_environment(req.env)
+    os.setsid()
+    if req.oom_score_adj is not None:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(req.oom_score_adj))
+    for kind, soft, hard in req.rlimits:
+        resource.setrlimit(kind, (_limit(soft), _limit(hard)))
+    if all(kind != resource.RLIMIT_NOFILE for kind, _, _ in req.rlimits):
+        # runc's Go runtime raises its own soft limit of open files to the hard one, and the
+        # processes it starts inherit that when the spec sets none (the container's init too)
+        _, hard_nofile = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard_nofile, hard_nofile))
+    if req.namespaces:
+        _check(_c().setns(pidfd, req.namespaces), "setns")
+    os.close(pidfd)
+    if (
+        _c().syscall(_SYS_KEYCTL, _KEYCTL_JOIN_SESSION_KEYRING, f"_ses.{req.container_id}".encode())
+        < 0
+    ):
+        e = ctypes.get_errno()
+        if e != errno.ENOSYS:
+            raise ExecFailed(f"unable to join session keyring: {go_strerror(e)}")
+    if req.terminal:
+        _open_pty(req, report)
+    else:
+        for target, fd in enumerate(stdio):
+            os.dup2(fd, target)
+        for fd in stdio:
+            if fd > 2:
+                os.close(fd)
+    seccomp = (
+        seccompbpf.Filter(program=req.seccomp, flags=req.seccomp_flags) if req.seccomp else None
+    )
+    if req.no_new_privileges:
+        _check(_c().prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    elif seccomp is not None:
+        seccompbpf.load_filter(seccomp)
+    keep = report.fileno()
+    os.closerange(3, keep)  # runc closes every fd it does not pass (CVE-2024-21626)
+    os.closerange(keep + 1, 1 << 20)
+    _finalize(req, env)
+    name = look_path(req.args[0], env)
+    for sig in signal.valid_signals():
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    if req.no_new_privileges and seccomp is not None:
+        seccompbpf.load_filter(seccomp)
+    _execve(name, req.args, [f"{k}={v}" for k, v in env.items()])
+
+
+def _limit(value: int) -> int:
+    return resource.RLIM_INFINITY if value == _NO_LIMIT else value
+
+
+def _cstrings(items: Sequence[str]) -> Any:
+    array = (ctypes.c_char_p * (len(items) + 1))()
+    for i, item in enumerate(items):
+        array[i] = os.fsencode(item)
+    return array
+
+
+def _execve(name: str, args: Sequence[str], env: Sequence[str]) -> None:
+    """execve(2) with exactly these strings."""
+    _c().execve(os.fsencode(name), _cstrings(args), _cstrings(env))
+    raise ExecFailed(f"exec {name}: {go_strerror(ctypes.get_errno())}")
+
+
+# -- the zygote and the first child -------------------------------------------------------------
+
+
+def _exit_code(status: int) -> int:
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def _second(req: ExecRequest, fds: list[int], go: int) -> None:
+    """The process: wait for the go byte (cgroups joined), then the steps (never returns)."""
+    _ctl, report_fd, pidfd, *stdio = fds
+    report = socket.socket(fileno=report_fd)
+    text = ""
+    try:
+        os.close(_ctl)
+        if os.read(go, 1) != b"\0":
+            os._exit(1)
+        os.close(go)
+        _process(req, pidfd, report, stdio)
+    except ExecFailed as exc:
+        text = str(exc)
+    except OSError as exc:
+        text = exc.strerror or str(exc)
+    except BaseException as exc:  # reported, then the process ends
+        text = f"{type(exc).__name__}: {exc}"
+    finally:
+        _send(report, {"error": text or "unknown failure"})
+        os._exit(1)
+
+
+def _first(req: ExecRequest, fds: list[int]) -> None:
+    """Join the PID namespace, fork the process, place it, report its pid and its exit."""
+    ctl = socket.socket(fileno=fds[0])
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        if req.join_pid:
+            _check(_c().setns(fds[2], CLONE_NEWPID), "setns")
+        go_r, go_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(go_w)
+            _second(req, fds, go_r)
+        os.close(go_r)
+        for fd in fds[1:]:
+            os.close(fd)
+        try:
+            for path in req.cgroup_procs:
+                with open(path, "w") as f:
+                    f.write(str(pid))
+        except OSError as exc:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            _send(ctl, {"error": f"failed to join the container's cgroup: {exc}"})
+            return
+        _send(ctl, {"pid": pid})
+        os.write(go_w, b"\0")
+        os.close(go_w)
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+        _send(ctl, {"exit": _exit_code(status)})
+    except BaseException as exc:  # reported, then this process ends
+        _send(ctl, {"error": f"exec helper: {exc}"})
+    finally:
+        os._exit(0)
+
+
+def recv_fds(sock: socket.socket, size: int, maxfds: int) -> tuple[bytes, list[int]]:
+    """One message and its descriptors, received close-on-exec (socket.recv_fds drops the
+    flags argument)."""
+    data, ancdata, _, _ = sock.recvmsg(size, socket.CMSG_SPACE(maxfds * 4), socket.MSG_CMSG_CLOEXEC)
+    fds: list[int] = []
+    for level, kind, payload in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            usable = len(payload) - len(payload) % 4
+            fds.extend(struct.unpack(f"{usable // 4}i", payload[:usable]))
+    return data, fds
+
+
+def serve(sock: socket.socket) -> None:
+    """The zygote's loop: one fork per request, until the daemon hangs up."""
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # first children are reaped by the kernel
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    decoder = msgspec.msgpack.Decoder(ExecRequest)
+    _c()
+    while True:
+        try:
+            data, fds = recv_fds(sock, _RECV, MAX_FDS)
+        except InterruptedError:
+            continue
+        if not data:
+            return
+        try:
+            req = decoder.decode(data)
+        except msgspec.DecodeError:
+            req = None
+        if req is not None and len(fds) >= 3 and os.fork() == 0:
+            sock.close()
+            _first(req, list(fds))
+        for fd in fds:
+            os.close(fd)
+
+
+def main(argv: list[str]) -> int:
+    fd = int(argv[1])
+    os.set_inheritable(fd, False)
+    serve(socket.socket(fileno=fd))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
