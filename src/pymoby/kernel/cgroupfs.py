@@ -3,7 +3,8 @@
 Rule: this is the only writer of cgroupfs outside the OCI runtime (runc places containers
 itself). It creates directories and writes `cgroup.procs`; it never sets limits. It also
 removes the cgroup directories of a stopped container on runc's behalf (`remove_dirs`, used by
-runtime/runcfast.py). Used for the
+runtime/runcfast.py), and enters an exec'd process into a container's cgroups on runc's behalf
+(`enter`, used by runtime/nsexec.py). Used for the
 conmon shims, which must leave the daemon's cgroup so that stopping the daemon's service does
 not kill them (podman's cgroupfs manager does the same with `<parent>/conmon`).
 
@@ -129,6 +130,15 @@ def remove(group: str, *, root: str = "/") -> list[str]:
         except OSError as e:
             warnings.append(f"{target}: {e.strerror or e}")
     return warnings
+
+
+def enter(pid: int, dirs: Iterable[str]) -> None:
+    """runc's EnterPid: write `pid` into `cgroup.procs` of each directory that exists.
+    Raises OSError."""
+    for d in dirs:
+        if os.path.isdir(d):
+            with open(os.path.join(d, "cgroup.procs"), "w") as f:
+                f.write(str(pid))
 
 
 def remove_dirs(paths: Iterable[str], *, timeout: float = 0.2, poll: float = 0.0005) -> bool:

@@ -2,13 +2,14 @@
 
 Rule: `FastExec.exec` takes an exec only when it reproduces `runc exec` exactly (see
 runtime/nsexec for the steps); anything else returns None and the caller runs conmon + `runc
-exec`. Not taken: user namespaces, AppArmor or SELinux labels, a personality, time namespaces,
-seccomp profiles the compiler does not reproduce (runtime/seccompbpf), unknown rlimits, and a
-detached exec with a TTY (its pty master needs a holder that outlives the daemon: conmon).
+exec`. Not taken: machines whose syscall numbers kernel/procattr lacks, user namespaces,
+AppArmor or SELinux labels, a personality, time namespaces, seccomp profiles the compiler does
+not reproduce (runtime/seccompbpf), unknown rlimits, and a detached exec with a TTY (its pty
+master needs a holder that outlives the daemon: conmon).
 
 The container's facts come from runc's own files: `state.json` (init pid and its start time,
 the cgroup paths runc's exec joins: those that exist) and the bundle's config.json (namespaces,
-seccomp; compiled once per container). The init is pinned with a pidfd whose /proc start time
+seccomp; compiled once per distinct profile). The init is pinned with a pidfd whose /proc start time
 matches runc's record, so a recycled pid is never entered.
 
 The daemon holds the process's stdio: pipes (stdin a pipe with `stdin`, else /dev/null; without
@@ -41,6 +42,7 @@ from typing import Any
 import msgspec
 
 from pymoby import errdefs
+from pymoby.kernel import procattr
 from pymoby.runtime import seccompbpf
 from pymoby.runtime.defaults import KNOWN_CAPABILITIES
 from pymoby.runtime.nsexec import CLONE_NEWPID, ExecRequest, recv_fds
@@ -251,7 +253,7 @@ class FastExec:
         self, cid: str, bundle: Path, process: dict[str, Any], tty: bool, attach: bool
     ) -> tuple[ExecRequest, int] | None:
         """The request and the init's pidfd, or None for runc's path. Blocking."""
-        if tty and not attach:
+        if (tty and not attach) or not procattr.supported():
             return None
         if process.get("apparmorProfile") or process.get("selinuxLabel"):
             return None
@@ -272,7 +274,6 @@ class FastExec:
             return None
         if user.get("umask") is not None:
             return None
-        dirs = [d for d in ctr.cgroup_dirs if os.path.isdir(d)]  # runc's EnterPid
         try:
             pidfd = os.pidfd_open(ctr.init_pid)
         except OSError:
@@ -300,7 +301,7 @@ class FastExec:
             oom_score_adj=process.get("oomScoreAdj"),
             namespaces=ctr.namespaces,
             join_pid=ctr.join_pid,
-            cgroup_procs=[d + "/cgroup.procs" for d in dirs],
+            cgroup_dirs=list(ctr.cgroup_dirs),
             terminal=tty,
             console=console if tty else None,
             seccomp=ctr.seccomp.program if ctr.seccomp else b"",

@@ -24,13 +24,13 @@ terminal):
   then Go's exec.LookPath on the process's PATH and execve. Any failure is `{"error": text}`
   on report with runc's text (without runc's `exec failed: ` prefix); a successful execve
   closes report (close-on-exec), which is how the daemon knows the process runs.
+The syscalls themselves are kernel/procattr's and kernel/cgroupfs's; this module orders them.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
-import fcntl
 import os
 import resource
 import signal
@@ -38,35 +38,21 @@ import socket
 import stat
 import struct
 import sys
-import termios
 from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
-from pymoby.runtime import seccompbpf
+from pymoby.kernel import cgroupfs, procattr
+from pymoby.kernel.procattr import go_strerror
+from pymoby.log import go_quote
 
 CLONE_NEWPID = 0x20000000
 MAX_FDS = 6
 _RECV = 1 << 20
 
-_PR_CAPBSET_DROP = 24
-_PR_SET_KEEPCAPS = 8
-_PR_SET_NO_NEW_PRIVS = 38
-_PR_SET_PDEATHSIG = 1
-_PR_CAP_AMBIENT = 47
-_PR_CAP_AMBIENT_RAISE = 2
-_PR_CAP_AMBIENT_LOWER = 3
-_SYS_CAPGET = 125
-_SYS_CAPSET = 126
-_CAP_SETPCAP = 8
-_SYS_KEYCTL = 250
-_KEYCTL_JOIN_SESSION_KEYRING = 1
-_CAP_V3 = 0x20080522
-_TIOCSCTTY = 0x540E
-_TIOCGPTN = 0x80045430
-_TIOCSPTLCK = 0x40045431
 _NO_LIMIT = (1 << 64) - 1
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class ExecRequest(msgspec.Struct, kw_only=True):
@@ -89,7 +75,7 @@ class ExecRequest(msgspec.Struct, kw_only=True):
     oom_score_adj: int | None
     namespaces: int  # CLONE_NEW* flags to join besides the PID namespace
     join_pid: bool  # the container has its own PID namespace (else the host's)
-    cgroup_procs: list[str]
+    cgroup_dirs: list[str]  # the container's cgroups (runc's EnterPid: those that exist)
     terminal: bool
     console: tuple[int, int] | None  # (height, width)
     seccomp: bytes  # empty: none
@@ -99,46 +85,6 @@ class ExecRequest(msgspec.Struct, kw_only=True):
 
 class ExecFailed(Exception):
     """A step before execve failed; the text is runc's."""
-
-
-_libc: Any = None
-
-
-def _c() -> Any:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    return _libc
-
-
-def _check(rc: int, what: str) -> int:
-    if rc < 0:
-        e = ctypes.get_errno()
-        raise OSError(e, f"{what}: {go_strerror(e)}")
-    return rc
-
-
-def go_strerror(code: int) -> str:
-    """Go's syscall.Errno text: glibc's with a lower-case first letter."""
-    text = os.strerror(code)
-    return text[:1].lower() + text[1:]
-
-
-def _go_quote(text: str) -> str:
-    out = ['"']
-    for ch in text:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
 
 
 def _oserror_text(exc: OSError) -> str:
@@ -164,18 +110,18 @@ def look_path(name: str, env: dict[str, str]) -> str:
         err = _find_executable(name)
         if err is None:
             return name
-        raise ExecFailed(f"exec: {_go_quote(name)}: {err}")
+        raise ExecFailed(f"exec: {go_quote(name)}: {err}")
     path = env.get("PATH", "")
     for d in path.split(":") if path else []:
         candidate = os.path.join(d or ".", name)
         if _find_executable(candidate) is None:
             if not os.path.isabs(candidate):
                 raise ExecFailed(
-                    f"exec: {_go_quote(name)}: cannot run executable found relative to current "
+                    f"exec: {go_quote(name)}: cannot run executable found relative to current "
                     "directory"
                 )
             return candidate
-    raise ExecFailed(f"exec: {_go_quote(name)}: executable file not found in $PATH")
+    raise ExecFailed(f"exec: {go_quote(name)}: executable file not found in $PATH")
 
 
 # -- the process's steps ----------------------------------------------------------------------
@@ -194,19 +140,15 @@ def _send(sock: socket.socket, doc: dict[str, Any], fds: Sequence[int] = ()) -> 
 
 def _open_pty(req: ExecRequest, report: socket.socket) -> None:
     """runc's setupConsole + Setctty: a pty of the container's devpts, master to the daemon."""
-    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-    fcntl.ioctl(master, _TIOCSPTLCK, struct.pack("i", 0))
-    (n,) = struct.unpack("I", fcntl.ioctl(master, _TIOCGPTN, struct.pack("I", 0)))
-    if req.console is not None and req.console[0] and req.console[1]:
-        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", *req.console, 0, 0))
+    master, slave_path = procattr.open_pty(req.console)
     _send(report, {"pty": 1}, [master])
     os.close(master)
-    slave = os.open(f"/dev/pts/{n}", os.O_RDWR)
+    slave = os.open(slave_path, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(slave, fd)
     if slave > 2:
         os.close(slave)
-    fcntl.ioctl(0, _TIOCSCTTY, 0)
+    procattr.set_controlling_terminal(0)
 
 
 def _home(uid: int) -> str:
@@ -236,24 +178,6 @@ def _fix_stdio(uid: int) -> None:
                 raise
 
 
-def _capset(req: ExecRequest) -> None:
-    def words(caps: list[int]) -> tuple[int, int]:
-        bits = 0
-        for c in caps:
-            bits |= 1 << c
-        return bits & 0xFFFFFFFF, bits >> 32
-
-    eff, prm, inh = words(req.effective), words(req.permitted), words(req.inheritable)
-    header = struct.pack("Ii", _CAP_V3, 0)
-    data = struct.pack("6I", eff[0], prm[0], inh[0], eff[1], prm[1], inh[1])
-    _check(_c().syscall(_SYS_CAPSET, header, data), "unable to apply caps")
-    # gocapability's Apply(AMBS): lower or raise each one, every failure ignored
-    ambient = set(req.ambient)
-    for cap in range(req.cap_last + 1):
-        action = _PR_CAP_AMBIENT_RAISE if cap in ambient else _PR_CAP_AMBIENT_LOWER
-        _c().prctl(_PR_CAP_AMBIENT, action, cap, 0, 0)
-
-
 def go_environment(pairs: Sequence[str]) -> dict[str, str]:
     """runc's populateProcessEnvironment: os.Setenv of each pair in order (a name keeps its
     first place and takes its last value); bad pairs fail with runc's text."""
@@ -261,34 +185,19 @@ def go_environment(pairs: Sequence[str]) -> dict[str, str]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep:
-            raise ExecFailed(f"invalid environment variable: {_go_quote(pair)}")
+            raise ExecFailed(f"invalid environment variable: {go_quote(pair)}")
         if not name:
-            raise ExecFailed(f"environment variable name can't be empty: {_go_quote(pair)}")
+            raise ExecFailed(f"environment variable name can't be empty: {go_quote(pair)}")
         if "\0" in name:
             raise ExecFailed(
-                f"environment variable name can't contain null(\\x00): {_go_quote(pair)}"
+                f"environment variable name can't contain null(\\x00): {go_quote(pair)}"
             )
         if "\0" in value:
             raise ExecFailed(
-                f"environment variable value can't contain null(\\x00): {_go_quote(pair)}"
+                f"environment variable value can't contain null(\\x00): {go_quote(pair)}"
             )
         env[name] = value
     return env
-
-
-def _apply_bounding(req: ExecRequest) -> None:
-    """gocapability's Apply(BOUNDS): drop the others when CAP_SETPCAP is effective (EINVAL
-    ignored)."""
-    header = struct.pack("Ii", _CAP_V3, 0)
-    data = ctypes.create_string_buffer(24)
-    _check(_c().syscall(_SYS_CAPGET, header, data), "unable to apply bounding set")
-    if not struct.unpack("6I", data.raw)[0] & 1 << _CAP_SETPCAP:
-        return
-    bounding = set(req.bounding)
-    for cap in range(req.cap_last + 1):
-        dropped = cap in bounding or _c().prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) >= 0
-        if not dropped and ctypes.get_errno() != errno.EINVAL:
-            _check(-1, "unable to apply bounding set")
 
 
 def _finalize(req: ExecRequest, env: dict[str, str]) -> None:
@@ -300,10 +209,10 @@ def _finalize(req: ExecRequest, env: dict[str, str]) -> None:
         chdir_later = True
     except OSError as exc:
         raise ExecFailed(
-            f"chdir to cwd ({_go_quote(req.cwd)}) set in config.json failed: {_oserror_text(exc)}"
+            f"chdir to cwd ({go_quote(req.cwd)}) set in config.json failed: {_oserror_text(exc)}"
         ) from None
-    _apply_bounding(req)
-    _check(_c().prctl(_PR_SET_KEEPCAPS, 1, 0, 0, 0), "unable to set keep caps")
+    procattr.apply_bounding(req.bounding, req.cap_last)
+    procattr.set_keep_caps(True)
     try:
         _fix_stdio(req.uid)
         with open("/proc/self/setgroups", "rb") as f:
@@ -321,11 +230,11 @@ def _finalize(req: ExecRequest, env: dict[str, str]) -> None:
             os.chdir(req.cwd)
         except OSError as exc:
             raise ExecFailed(
-                f"chdir to cwd ({_go_quote(req.cwd)}) set in config.json failed: "
+                f"chdir to cwd ({go_quote(req.cwd)}) set in config.json failed: "
                 f"{_oserror_text(exc)}"
             ) from None
-    _check(_c().prctl(_PR_SET_KEEPCAPS, 0, 0, 0, 0), "unable to clear keep caps")
-    _capset(req)
+    procattr.set_keep_caps(False)
+    procattr.apply_caps(req.effective, req.permitted, req.inheritable, req.ambient, req.cap_last)
 
 
 def _process(req: ExecRequest, pidfd: int, report: socket.socket, stdio: list[int]) -> None:
@@ -343,15 +252,11 @@ def _process(req: ExecRequest, pidfd: int, report: socket.socket, stdio: list[in
         _, hard_nofile = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard_nofile, hard_nofile))
     if req.namespaces:
-        _check(_c().setns(pidfd, req.namespaces), "setns")
+        procattr.setns(pidfd, req.namespaces)
     os.close(pidfd)
-    if (
-        _c().syscall(_SYS_KEYCTL, _KEYCTL_JOIN_SESSION_KEYRING, f"_ses.{req.container_id}".encode())
-        < 0
-    ):
-        e = ctypes.get_errno()
-        if e != errno.ENOSYS:
-            raise ExecFailed(f"unable to join session keyring: {go_strerror(e)}")
+    failed = procattr.join_session_keyring(f"_ses.{req.container_id}")
+    if failed and failed != errno.ENOSYS:
+        raise ExecFailed(f"unable to join session keyring: {go_strerror(failed)}")
     if req.terminal:
         _open_pty(req, report)
     else:
@@ -360,13 +265,11 @@ def _process(req: ExecRequest, pidfd: int, report: socket.socket, stdio: list[in
         for fd in stdio:
             if fd > 2:
                 os.close(fd)
-    seccomp = (
-        seccompbpf.Filter(program=req.seccomp, flags=req.seccomp_flags) if req.seccomp else None
-    )
+    seccomp = procattr.seccomp_loader(req.seccomp, req.seccomp_flags) if req.seccomp else None
     if req.no_new_privileges:
-        _check(_c().prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+        procattr.set_no_new_privs()
     elif seccomp is not None:
-        seccompbpf.load_filter(seccomp)
+        seccomp()
     keep = report.fileno()
     os.closerange(3, keep)  # runc closes every fd it does not pass (CVE-2024-21626)
     os.closerange(keep + 1, 1 << 20)
@@ -376,9 +279,11 @@ def _process(req: ExecRequest, pidfd: int, report: socket.socket, stdio: list[in
         if sig not in (signal.SIGKILL, signal.SIGSTOP):
             signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    argv, envp = _cstrings(req.args), _cstrings([f"{k}={v}" for k, v in env.items()])
     if req.no_new_privileges and seccomp is not None:
-        seccompbpf.load_filter(seccomp)
-    _execve(name, req.args, [f"{k}={v}" for k, v in env.items()])
+        seccomp()  # as close to execve as can be
+    _libc.execve(os.fsencode(name), argv, envp)
+    raise ExecFailed(f"exec {name}: {go_strerror(ctypes.get_errno())}")
 
 
 def _limit(value: int) -> int:
@@ -390,12 +295,6 @@ def _cstrings(items: Sequence[str]) -> Any:
     for i, item in enumerate(items):
         array[i] = os.fsencode(item)
     return array
-
-
-def _execve(name: str, args: Sequence[str], env: Sequence[str]) -> None:
-    """execve(2) with exactly these strings."""
-    _c().execve(os.fsencode(name), _cstrings(args), _cstrings(env))
-    raise ExecFailed(f"exec {name}: {go_strerror(ctypes.get_errno())}")
 
 
 # -- the zygote and the first child -------------------------------------------------------------
@@ -434,7 +333,7 @@ def _first(req: ExecRequest, fds: list[int]) -> None:
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         if req.join_pid:
-            _check(_c().setns(fds[2], CLONE_NEWPID), "setns")
+            procattr.setns(fds[2], CLONE_NEWPID)
         go_r, go_w = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -444,9 +343,7 @@ def _first(req: ExecRequest, fds: list[int]) -> None:
         for fd in fds[1:]:
             os.close(fd)
         try:
-            for path in req.cgroup_procs:
-                with open(path, "w") as f:
-                    f.write(str(pid))
+            cgroupfs.enter(pid, req.cgroup_dirs)
         except OSError as exc:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
@@ -485,7 +382,6 @@ def serve(sock: socket.socket) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # first children are reaped by the kernel
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     decoder = msgspec.msgpack.Decoder(ExecRequest)
-    _c()
     while True:
         try:
             data, fds = recv_fds(sock, _RECV, MAX_FDS)

@@ -23,9 +23,8 @@ Anything this module is not sure runc turns into the same program (SCMP_ACT_NOTI
 listener, flags, values Go's JSON decoding would reject or read differently, errors from
 libseccomp) raises SeccompUnsupported, and the caller runs `runc exec` instead.
 
-Loading: `prepare` builds the `struct sock_fprog` and returns a callable that only makes the
-seccomp(2) syscall (SECCOMP_SET_MODE_FILTER), for a forked child right before execve. Like
-runc, it needs CAP_SYS_ADMIN or no_new_privs set beforehand; the caller orders that.
+Loading is kernel/procattr.seccomp_loader (like runc, it needs CAP_SYS_ADMIN or no_new_privs
+set beforehand; the caller orders that).
 """
 
 from __future__ import annotations
@@ -140,18 +139,6 @@ _ENOTSUP = 95
 _EEXIST = 17
 _SCMP_ERROR = -1  # __NR_SCMP_ERROR
 
-_SECCOMP_SET_MODE_FILTER = 1
-_SYS_SECCOMP = {
-    "x86_64": 317,
-    "aarch64": 277,
-    "riscv64": 277,
-    "ppc64le": 358,
-    "ppc64": 358,
-    "s390x": 348,
-    "i386": 354,
-    "i686": 354,
-    "armv7l": 383,
-}
 
 _TOP_KEYS = frozenset(
     {
@@ -613,54 +600,3 @@ def compile_filter(seccomp: Mapping[str, Any]) -> Filter:
             )
             stub = enosys_stub(last)
     return Filter(program=assemble(stub + body), flags=0)
-
-
-# --- loading ------------------------------------------------------------------------------
-
-
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_syscall = _libc.syscall
-_syscall.restype = ctypes.c_long
-_syscall.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_ulong, ctypes.c_void_p]
-
-
-class _Loader:
-    """The seccomp(2) call with its arguments built beforehand (they keep the program alive)."""
-
-    __slots__ = ("_args", "_buf", "_fprog")
-
-    def __init__(self, nr: int, f: Filter) -> None:
-        count = len(f.program) // _INSN.size
-        if count == 0 or count > 0xFFFF or len(f.program) % _INSN.size:
-            raise ValueError("bad seccomp program")
-        self._buf = ctypes.create_string_buffer(f.program, len(f.program))
-        self._fprog = _SockFprog(count, ctypes.addressof(self._buf))
-        self._args = (
-            ctypes.c_long(nr),
-            ctypes.c_long(_SECCOMP_SET_MODE_FILTER),
-            ctypes.c_ulong(f.flags),
-            ctypes.c_void_p(ctypes.addressof(self._fprog)),
-        )
-
-    def __call__(self) -> None:
-        if _syscall(*self._args) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err))
-
-
-def prepare(f: Filter) -> Callable[[], None]:
-    """Everything load_filter needs, built now: the returned callable makes only the seccomp(2)
-    call (and raises OSError with its errno on failure)."""
-    nr = _SYS_SECCOMP.get(os.uname().machine)
-    if nr is None:
-        raise SeccompUnsupported(f"no seccomp(2) number for {os.uname().machine}")
-    return _Loader(nr, f)
-
-
-def load_filter(f: Filter) -> None:
-    """seccomp(SECCOMP_SET_MODE_FILTER, flags, &prog) in this (single-threaded) process."""
-    prepare(f)()

@@ -43,7 +43,7 @@ def test_plain_containers_are_taken(tmp_path: Path) -> None:
     req = _plan(_container(tmp_path, {"linux": LINUX}), tmp_path, PROCESS)
     assert req is not None
     assert req.join_pid and req.namespaces == 0x00020000 | 0x40000000
-    assert req.args == ["true"] and req.cgroup_procs == []
+    assert req.args == ["true"] and req.cgroup_dirs == []
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from pymoby.kernel import procattr
 from pymoby.runtime import nsexec
 from pymoby.runtime.nsexec import ExecFailed, ExecRequest, go_environment, look_path
 
@@ -64,8 +65,8 @@ def test_exit_codes_are_conmons() -> None:
 
 
 def test_strerror_is_gos() -> None:
-    assert nsexec.go_strerror(2) == "no such file or directory"
-    assert nsexec.go_strerror(8) == "exec format error"
+    assert procattr.go_strerror(2) == "no such file or directory"
+    assert procattr.go_strerror(8) == "exec format error"
 
 
 def test_received_descriptors_are_close_on_exec() -> None:
@@ -114,7 +115,7 @@ def _request(**kw: object) -> ExecRequest:
         "oom_score_adj": None,
         "namespaces": 0,
         "join_pid": False,
-        "cgroup_procs": [],
+        "cgroup_dirs": [],
         "terminal": False,
         "console": None,
         "seccomp": b"",

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from pymoby.kernel import procattr
 from pymoby.runtime import seccompbpf
 from pymoby.runtime.defaults import DEFAULT_CAPABILITIES
 from pymoby.runtime.seccomp import default_seccomp, parse_kernel_release
@@ -350,7 +351,7 @@ CLONE_NEWUSER = 0x10000000
 
 def errnos_under(f: Filter, calls: Sequence[tuple[int, ...]]) -> list[int]:
     """In a forked child: load `f`, make each syscall, return its errno (0 on success)."""
-    load = seccompbpf.prepare(f)
+    load = procattr.seccomp_loader(f.program, f.flags)
     args = [tuple(ctypes.c_long(x) for x in call) for call in calls]
     r, w = os.pipe()
     pid = os.fork()
@@ -451,7 +452,7 @@ def test_load_errors_carry_errno() -> None:
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
         try:
-            seccompbpf.load_filter(bad)
+            procattr.seccomp_loader(bad.program, bad.flags)()
             os.write(w, b"0")
         except OSError as exc:
             os.write(w, str(exc.errno).encode())

@@ -15,10 +15,11 @@ Rules (daemon/exec.go, daemon/container/exec.go, daemon/monitor.go):
   user (resolved again) and, when privileged, every capability. A runtime failure sets
   dockerd's exit code (126, 127, else 128) and is the error (`OCI runtime exec failed: ...`).
 - streams: output until the process ends (the runtime ends the output once the process has
-  exited and its last output is read); stdin's end closes the process's stdin without a TTY, with a TTY it ends the
-  client's stream; a TTY's detach keys end it too (event `exec_detach`). A client that leaves
-  does not stop the process. The start returns once the exit code is recorded (the CLI asks
-  for it right after the stream ends), unless the client detached or left before.
+  exited and its last output is read); stdin's end closes the process's stdin without a TTY,
+  with a TTY it ends the client's stream; a TTY's detach keys end it too (event
+  `exec_detach`). A client that leaves does not stop the process. The start returns once
+  the exit code is recorded (the CLI asks for it right after the stream ends), unless the
+  client detached or left before.
 - exit: ExitCode, Running false, event `exec_die` with execID and exitCode; the exec leaves
   the container's ExecIDs. Execs of a container that stops are forgotten at once if still
   listed; finished ones stay inspectable until the garbage collection (every 5 minutes, two

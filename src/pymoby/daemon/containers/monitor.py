@@ -60,17 +60,21 @@ def should_restart(c: Container, exit_code: int, duration_s: float) -> tuple[boo
 
 async def cleanup_runtime(d: Deps, c: Container) -> None:
     """Remove what a run left: runc's state and conmon, the bundle, the rootfs mount, the
-    network sandbox (independent of the runtime once the process is gone: side by side)."""
-    await asyncio.gather(_runtime_and_mount(d, c), netsetup.detach(d, c))
+    network sandbox. The process is gone (exited, or stopped before): these are independent of
+    each other, so side by side."""
+    await asyncio.gather(_runtime(d, c), _mount(d, c), netsetup.detach(d, c))
 
 
-async def _runtime_and_mount(d: Deps, c: Container) -> None:
+async def _runtime(d: Deps, c: Container) -> None:
     if c.in_runtime:
         try:
             await d.runtime.delete(c.id, force=True)
             c.in_runtime = False
         except errdefs.PymobyError as exc:
             log.error("%s cleanup: failed to delete the container from the runtime: %s", c.id, exc)
+
+
+async def _mount(d: Deps, c: Container) -> None:
     try:
         await runspec.release(d, c)
     except errdefs.PymobyError as exc:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import queue
 import secrets
 import shutil
 import threading
@@ -37,12 +38,14 @@ from pymoby import errdefs
 from pymoby.kernel.mount import MountSpec
 
 __all__ = [
+    "TRASH_DIR",
     "ChangesMode",
     "Driver",
     "GetCounter",
     "MountSpec",
     "Mounter",
     "NotSupportedError",
+    "Trash",
     "WhiteoutMode",
     "atomic_write",
     "backing_fs_name",
@@ -51,6 +54,7 @@ __all__ = [
     "system_error",
 ]
 
+TRASH_DIR = ".trash"  # under a driver's home: removed layers being deleted in the background
 WhiteoutMode = Literal["overlay", "delete"]
 ChangesMode = Literal["overlay", "compare"]
 
@@ -201,6 +205,62 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+class Trash:
+    """Removes directory trees off the caller's path: `discard` renames the tree into the
+    trash directory (same filesystem: one rename) and a background thread deletes it. Trees a
+    crash left there are deleted when the next Trash on that directory starts. Where the rename
+    cannot be done (another filesystem), the tree is deleted at once."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = Path(directory)
+        self._queue: queue.SimpleQueue[Path | None] = queue.SimpleQueue()
+        self._idle = threading.Condition()
+        self._pending = 0
+        self._thread: threading.Thread | None = None
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(self.dir):
+                self._enqueue(Path(entry.path))
+
+    def discard(self, path: Path) -> None:
+        """Make `path` disappear now (missing is fine); its contents go in the background."""
+        target = self.dir / f"{path.name}-{secrets.token_hex(4)}"
+        try:
+            self.dir.mkdir(mode=0o700, exist_ok=True)
+            os.rename(path, target)
+        except FileNotFoundError:
+            if path.exists() or path.is_symlink():
+                remove_tree(path)
+            return
+        except OSError:
+            remove_tree(path)
+            return
+        self._enqueue(target)
+
+    def _enqueue(self, path: Path) -> None:
+        with self._idle:
+            self._pending += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="trash", daemon=True)
+                self._thread.start()
+        self._queue.put(path)
+
+    def _run(self) -> None:
+        while True:
+            path = self._queue.get()
+            if path is None:
+                return
+            with contextlib.suppress(OSError):
+                remove_tree(path)
+            with self._idle:
+                self._pending -= 1
+                self._idle.notify_all()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything discarded so far is deleted; False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
 
 def remove_tree(path: Path) -> None:

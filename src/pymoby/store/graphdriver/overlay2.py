@@ -36,11 +36,13 @@ from pymoby import errdefs
 from pymoby.kernel import mount as kmount
 from pymoby.store.graphdriver.base import (
     OVERLAY_MAGIC,
+    TRASH_DIR,
     ChangesMode,
     GetCounter,
     Mounter,
     MountSpec,
     NotSupportedError,
+    Trash,
     WhiteoutMode,
     atomic_write,
     backing_fs_name,
@@ -84,6 +86,7 @@ class Overlay2Driver:
         self._native_diff = native_diff
         self._index_off = index_off
         self._gets = GetCounter()
+        self._trash = Trash(home / TRASH_DIR)
 
     @classmethod
     def open(
@@ -189,7 +192,7 @@ class Overlay2Driver:
         try:
             if link:
                 (self._home / LINK_DIR / link).unlink(missing_ok=True)
-            remove_tree(layer)
+            self._trash.discard(layer)
         except OSError as exc:
             raise system_error(f"{NAME}: remove layer {id}", exc) from None
 

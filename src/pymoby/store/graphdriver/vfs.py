@@ -17,9 +17,11 @@ from pathlib import Path
 
 from pymoby import errdefs
 from pymoby.store.graphdriver.base import (
+    TRASH_DIR,
     ChangesMode,
     GetCounter,
     MountSpec,
+    Trash,
     WhiteoutMode,
     remove_tree,
     system_error,
@@ -38,6 +40,7 @@ class VfsDriver:
     def __init__(self, home: Path) -> None:
         self._home = home
         self._gets = GetCounter()
+        self._trash = Trash(home / TRASH_DIR)
 
     @classmethod
     def open(cls, home: Path, *, options: Sequence[str] = ()) -> VfsDriver:
@@ -87,7 +90,7 @@ class VfsDriver:
         if self._gets.count(id):
             raise errdefs.Conflict(f"{NAME}: layer {id} is in use")
         try:
-            remove_tree(self._dir(id))
+            self._trash.discard(self._dir(id))
         except OSError as exc:
             raise system_error(f"{NAME}: remove layer {id}", exc) from None
 
