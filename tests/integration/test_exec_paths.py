@@ -13,10 +13,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
-from harness import Daemon
+from harness import DOCKER_CLI, Daemon
+from test_container_streams import cli_env
 
 NONE = "--network=none"
 
@@ -179,3 +182,29 @@ def test_no_helper_outlives_its_exec(pair: tuple[Daemon, Daemon]) -> None:
         assert len(helpers) == 1, helpers  # the zygote only
     finally:
         fast.docker("rm", "-f", "short", check=False)
+
+
+@pytest.mark.parametrize("which", ["zygote", "runc"])
+def test_an_exec_whose_client_left_is_not_blocked_by_its_output(
+    pair: tuple[Daemon, Daemon], which: str
+) -> None:
+    d = pair[0] if which == "zygote" else pair[1]
+    d.docker("run", "-d", "--name", "talker", NONE, "busybox", "sleep", "300")
+    try:
+        script = "sleep 2; head -c 1000000 /dev/zero; echo done > /tmp/mark"
+        res = subprocess.run(
+            ["timeout", "-s", "KILL", "1", DOCKER_CLI, "exec", "talker", "sh", "-c", script],
+            env=cli_env(d),
+            capture_output=True,
+            check=False,
+        )
+        assert res.returncode in (-9, 137), res  # the client is gone
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if d.docker("exec", "talker", "cat", "/tmp/mark", check=False).stdout == "done\n":
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the exec stayed blocked on its output")
+    finally:
+        d.docker("rm", "-f", "talker", check=False)

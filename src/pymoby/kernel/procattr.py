@@ -17,6 +17,7 @@ import struct
 import termios
 from collections.abc import Callable, Iterable
 
+_PR_SET_DUMPABLE = 4
 _PR_SET_KEEPCAPS = 8
 _PR_CAPBSET_DROP = 24
 _PR_SET_NO_NEW_PRIVS = 38
@@ -66,8 +67,14 @@ def _nr(name: str) -> int:
 
 
 def supported() -> bool:
-    """True when this machine's syscall numbers are known here."""
-    return os.uname().machine in _SYSCALLS
+    """True when this machine's syscall numbers are known here and setns(2) takes a pidfd
+    (Linux 5.8)."""
+    release = os.uname().release.split(".")
+    try:
+        version = (int(release[0]), int("".join(c for c in release[1] if c.isdigit()) or 0))
+    except (IndexError, ValueError):
+        return False
+    return os.uname().machine in _SYSCALLS and version >= (5, 8)
 
 
 def setns(fd: int, flags: int) -> None:
@@ -81,6 +88,12 @@ def join_session_keyring(name: str) -> int:
     if _syscall(_nr("keyctl"), _KEYCTL_JOIN_SESSION_KEYRING, name.encode()) < 0:
         return ctypes.get_errno()
     return 0
+
+
+def set_dumpable(on: bool) -> None:
+    """PR_SET_DUMPABLE (execve sets it again for the new program)."""
+    if _libc.prctl(_PR_SET_DUMPABLE, 1 if on else 0, 0, 0, 0) < 0:
+        raise _fail("dumpable")
 
 
 def set_no_new_privs() -> None:
@@ -154,6 +167,20 @@ def set_controlling_terminal(fd: int) -> None:
     fcntl.ioctl(fd, _TIOCSCTTY, 0)
 
 
+class _SeccompLoad:
+    """The prepared call; it holds the program buffer and the sock_fprog alive."""
+
+    __slots__ = ("_args", "_keep")
+
+    def __init__(self, args: tuple[object, ...], keep: tuple[object, ...]) -> None:
+        self._args = args
+        self._keep = keep
+
+    def __call__(self) -> None:
+        if _syscall(*self._args) != 0:
+            raise _fail("seccomp")
+
+
 class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
@@ -172,11 +199,4 @@ def seccomp_loader(program: bytes, flags: int) -> Callable[[], None]:
         ctypes.c_ulong(flags),
         ctypes.c_void_p(ctypes.addressof(fprog)),
     )
-    keep = (buf, fprog)
-
-    def load() -> None:
-        if _syscall(*args) != 0:
-            assert keep
-            raise _fail("seccomp")
-
-    return load
+    return _SeccompLoad(args, (buf, fprog))

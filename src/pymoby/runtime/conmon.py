@@ -182,6 +182,11 @@ class ExecSession:
     async def resize(self, height: int, width: int) -> None:
         await resize(self.dir, height, width)
 
+    def detach(self) -> None:
+        """The client left while the process runs: conmon goes on reading its output."""
+        if self.attach is not None:
+            self.attach.close()
+
     def kill(self, sig: int = _signal.SIGKILL) -> None:
         """Signal the exec'd process (runc has no per-process kill)."""
         if self._exit is None and self._pidfd >= 0:
@@ -219,7 +224,7 @@ class Runtime:
         fast_exec: bool = True,
     ) -> None:
         self.runc = Runc(runc_path, Path(state_root))
-        self.fast = FastExec(Path(state_root)) if fast_exec else None
+        self.fast = FastExec(Path(state_root), cgroup=conmon_cgroup) if fast_exec else None
         self.conmon_path = conmon_path
         self.exec_root = Path(exec_root)
         self.exit_dir = self.exec_root / "exits"

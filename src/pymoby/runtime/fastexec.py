@@ -42,10 +42,11 @@ from typing import Any
 import msgspec
 
 from pymoby import errdefs
-from pymoby.kernel import procattr
+from pymoby.kernel import cgroupfs, procattr
 from pymoby.runtime import seccompbpf
 from pymoby.runtime.defaults import KNOWN_CAPABILITIES
 from pymoby.runtime.nsexec import CLONE_NEWPID, ExecRequest, recv_fds
+from pymoby.runtime.procs import start_time, wait_readable
 
 log = logging.getLogger(__name__)
 
@@ -77,28 +78,43 @@ class _Container:
     namespaces: int  # without the PID namespace
     join_pid: bool
     cgroup_dirs: tuple[str, ...]
+    cgroup_keys: tuple[str, ...]  # runc's subsystem names ("" alone: cgroup v2)
     seccomp: seccompbpf.Filter | None
 
 
-def _start_time(pid: int) -> int | None:
+def _pin(ctr: _Container) -> int | None:
+    """A pidfd of the container's init, if it is still the process runc recorded."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
+        pidfd = os.pidfd_open(ctr.init_pid)
     except OSError:
         return None
-    fields = data[data.rfind(b")") + 2 :].split()
-    try:
-        return int(fields[19])
-    except (IndexError, ValueError):
+    if start_time(ctr.init_pid) != ctr.init_start:
+        os.close(pidfd)
         return None
+    return pidfd
+
+
+def _v2_fallback(ctr: _Container) -> str | None:
+    """cgroup v2: the init's own cgroup directory (runc joins it when the recorded one is
+    busy); None on v1 or when unreadable."""
+    if list(ctr.cgroup_keys) != [""]:
+        return None
+    try:
+        with open(f"/proc/{ctr.init_pid}/cgroup") as f:
+            for line in f:
+                if line.startswith("0::"):
+                    return "/sys/fs/cgroup" + line[3:].strip()
+    except OSError:
+        pass
+    return None
 
 
 def _cap_last() -> int:
+    """The kernel's last capability (gocapability reads the same file)."""
     try:
-        last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+        return int(Path("/proc/sys/kernel/cap_last_cap").read_text())
     except (OSError, ValueError):
-        last = len(KNOWN_CAPABILITIES) - 1
-    return min(last, len(KNOWN_CAPABILITIES) - 1)
+        return len(KNOWN_CAPABILITIES) - 1
 
 
 def _caps(names: Any) -> list[int] | None:
@@ -123,8 +139,9 @@ def _rlimits(items: Any) -> list[tuple[int, int, int]] | None:
 class FastExec:
     """The exec zygote and the containers it can enter (module docstring)."""
 
-    def __init__(self, state_root: Path) -> None:
+    def __init__(self, state_root: Path, *, cgroup: str | None = None) -> None:
         self.state_root = Path(state_root)
+        self.cgroup = cgroup  # where the zygote and its children live (conmon's group)
         self._containers: dict[str, _Container] = {}
         self._filters: dict[bytes, seccompbpf.Filter] = {}
         self._filters_lock = threading.Lock()
@@ -140,7 +157,7 @@ class FastExec:
         try:
             src = str(Path(__file__).resolve().parents[2])
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": src}
-            argv = [sys.executable, "-s", "-m", "pymoby.runtime.nsexec"]
+            argv = [sys.executable, "-P", "-s", "-m", "pymoby.runtime.nsexec"]
             self._zygote = subprocess.Popen(
                 [*argv, str(child.fileno()), str(self.state_root)],
                 stdin=subprocess.DEVNULL,
@@ -148,6 +165,7 @@ class FastExec:
                 pass_fds=(child.fileno(),),
                 close_fds=True,
                 env=env,
+                cwd="/",
                 start_new_session=True,
             )
         except BaseException:
@@ -155,7 +173,11 @@ class FastExec:
             raise
         finally:
             child.close()
+        parent.setblocking(False)
         self._sock = parent
+        if self.cgroup:
+            for warning in cgroupfs.place(self._zygote.pid, self.cgroup):
+                log.warning("exec zygote cgroup %s: %s", self.cgroup, warning)
 
     async def start(self) -> None:
         """Start the zygote now (otherwise the first exec does)."""
@@ -171,19 +193,27 @@ class FastExec:
         if zygote is not None:
             await asyncio.to_thread(_reap, zygote)
 
-    async def _request(self, data: bytes, fds: list[int]) -> None:
-        """Hand one request to the zygote, restarting it once if it is gone."""
+    async def _request(self, data: bytes, fds: list[int]) -> bool:
+        """Hand one request to the zygote (restarted once if it is gone); False when it cannot
+        take this one (too big for one message, or no zygote), so runc's path runs it."""
         for attempt in (0, 1):
             await self.start()
-            assert self._sock is not None
+            sock = self._sock
+            assert sock is not None
             try:
-                socket.send_fds(self._sock, [data], fds)
-                return
+                while True:
+                    try:
+                        socket.send_fds(sock, [data], fds)
+                        return True
+                    except BlockingIOError:
+                        await _writable(sock.fileno())
             except OSError as exc:
                 if attempt or exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
-                    raise
+                    log.warning("the exec zygote cannot take this exec (%s): runc runs it", exc)
+                    return False
                 log.warning("the exec zygote is gone (%s); starting it again", exc)
                 await self.close()
+        return False
 
     def forget(self, cid: str) -> None:
         self._containers.pop(cid, None)
@@ -225,6 +255,7 @@ class FastExec:
                 return None
         paths = state.get("cgroup_paths") or {}
         dirs = tuple(sorted({str(p) for p in paths.values() if p}))
+        keys = tuple(sorted(str(k) for k in paths))
         found = _Container(
             key=key,
             init_pid=int(state.get("init_process_pid") or 0),
@@ -232,6 +263,7 @@ class FastExec:
             namespaces=flags,
             join_pid=join_pid,
             cgroup_dirs=dirs,
+            cgroup_keys=keys,
             seccomp=seccomp,
         )
         self._containers[cid] = found
@@ -251,8 +283,8 @@ class FastExec:
 
     def _plan(
         self, cid: str, bundle: Path, process: dict[str, Any], tty: bool, attach: bool
-    ) -> tuple[ExecRequest, int] | None:
-        """The request and the init's pidfd, or None for runc's path. Blocking."""
+    ) -> tuple[ExecRequest, _Container] | None:
+        """The request and its container, or None for runc's path. Blocking."""
         if (tty and not attach) or not procattr.supported():
             return None
         if process.get("apparmorProfile") or process.get("selinuxLabel"):
@@ -273,13 +305,6 @@ class FastExec:
         if rlimits is None or any(v is None for v in sets.values()) or not args:
             return None
         if user.get("umask") is not None:
-            return None
-        try:
-            pidfd = os.pidfd_open(ctr.init_pid)
-        except OSError:
-            return None
-        if _start_time(ctr.init_pid) != ctr.init_start:
-            os.close(pidfd)
             return None
         size = process.get("consoleSize") or {}
         console = (int(size.get("height", 0)), int(size.get("width", 0))) if size else None
@@ -302,13 +327,14 @@ class FastExec:
             namespaces=ctr.namespaces,
             join_pid=ctr.join_pid,
             cgroup_dirs=list(ctr.cgroup_dirs),
+            cgroup_fallback=_v2_fallback(ctr),
             terminal=tty,
             console=console if tty else None,
             seccomp=ctr.seccomp.program if ctr.seccomp else b"",
             seccomp_flags=ctr.seccomp.flags if ctr.seccomp else 0,
             cap_last=self._cap_last,
         )
-        return req, pidfd
+        return req, ctr
 
     # -- one exec -----------------------------------------------------------------------------
 
@@ -323,10 +349,17 @@ class FastExec:
         attach: bool,
     ) -> FastSession | None:
         """Start `process` in container `cid`; None when runc's path must do it."""
-        planned = await asyncio.to_thread(self._plan, cid, bundle, process, tty, attach)
+        try:
+            planned = await asyncio.to_thread(self._plan, cid, bundle, process, tty, attach)
+        except (ValueError, TypeError, AttributeError) as exc:  # a spec this path cannot read
+            log.debug("exec in %s goes through runc: %s", cid, exc)
+            return None
         if planned is None:
             return None
-        req, pidfd = planned
+        req, ctr = planned
+        pidfd = _pin(ctr)
+        if pidfd is None:
+            return None
         mine: list[int] = []  # our ends
         theirs: list[int] = [pidfd]  # closed once sent
         ctl, ctl_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -350,7 +383,7 @@ class FastExec:
                         theirs.append(w)
                     else:
                         theirs.append(os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC))
-            await self._request(msgspec.msgpack.encode(req), theirs)
+            sent = await self._request(msgspec.msgpack.encode(req), theirs)
         except BaseException:
             for fd in mine:
                 os.close(fd)
@@ -360,6 +393,12 @@ class FastExec:
         finally:
             for fd in theirs:
                 os.close(fd)
+        if not sent:
+            for fd in mine:
+                os.close(fd)
+            ctl.close()
+            report.close()
+            return None
         session = FastSession(ctl, stdio, stdin_w)
         try:
             async with asyncio.timeout(START_TIMEOUT):
@@ -380,20 +419,29 @@ def _reap(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+async def _writable(fd: int) -> None:
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_writer(fd, wake)
+    try:
+        await ready
+    finally:
+        loop.remove_writer(fd)
+
+
 async def _recv(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
     """One message (and its descriptors) from a child; (None, []) at EOF."""
-    loop = asyncio.get_running_loop()
     sock.setblocking(False)
     while True:
         try:
             data, fds = recv_fds(sock, _CHUNK, 4)
         except BlockingIOError:
-            ready = loop.create_future()
-            loop.add_reader(sock.fileno(), ready.set_result, None)
-            try:
-                await ready
-            finally:
-                loop.remove_reader(sock.fileno())
+            await wait_readable(sock.fileno(), None)
             continue
         except ConnectionResetError:
             return None, []
@@ -420,6 +468,7 @@ class FastSession:
         self._stdin = stdin_w
         self._master = -1
         self.attach: FastAttach | None = None
+        self._drain: asyncio.Task[None] | None = None
 
     @property
     def pid(self) -> int:
@@ -431,13 +480,18 @@ class FastSession:
 
     async def started(self, report: socket.socket) -> None:
         """Wait for the pid, the pty and the execve (or the failure)."""
-        doc, _ = await _recv(self._ctl)
+        doc, fds = await _recv(self._ctl)
         if doc is None or "pid" not in doc:
+            for fd in fds:
+                os.close(fd)
             text = (doc or {}).get("error") or "the exec helper ended before the process started"
             raise FastExecError(EXEC_PREFIX + str(text))
         self._pid = int(doc["pid"])
-        with contextlib.suppress(OSError):
-            self._pidfd = os.pidfd_open(self._pid)
+        if fds:
+            self._pidfd = fds.pop(0)
+        for fd in fds:
+            os.close(fd)
+        self._ctl.send(b"\1")  # go on (without it the first child kills the process)
         self._waiter = asyncio.get_running_loop().create_task(self._wait_exit())
         while True:
             doc, fds = await _recv(report)
@@ -477,11 +531,19 @@ class FastSession:
         return code
 
     async def resize(self, height: int, width: int) -> None:
+        if height < 0 or width < 0 or height > 0xFFFF or width > 0xFFFF:
+            raise errdefs.InvalidParameter(f"invalid terminal size {height}x{width}")
         if self._master >= 0:
             with contextlib.suppress(OSError):
                 fcntl.ioctl(
                     self._master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0)
                 )
+
+    def detach(self) -> None:
+        """The client left while the process runs: read and drop its output from now on, so a
+        full pipe or pty never blocks it (conmon does the same); close() ends that."""
+        if self.attach is not None and self._drain is None:
+            self._drain = asyncio.get_running_loop().create_task(self.attach.discard())
 
     def kill(self, sig: int = _signal.SIGKILL) -> None:
         if self._exit is None and self._pidfd >= 0:
@@ -498,6 +560,11 @@ class FastSession:
         await self.close()
 
     async def close(self) -> None:
+        for task in (self._drain, self._waiter):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
         if self.attach is not None:
             self.attach.close()
         else:
@@ -506,10 +573,6 @@ class FastSession:
                     with contextlib.suppress(OSError):
                         os.close(fd)
         self._stdio, self._stdin, self._master = {}, -1, -1
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.cancel()
-            with contextlib.suppress(BaseException):
-                await self._waiter
         self._ctl.close()
         if self._pidfd >= 0:
             os.close(self._pidfd)
@@ -551,6 +614,11 @@ class FastAttach:
                 break
             await self._readable()
         return None
+
+    async def discard(self) -> None:
+        """Read until the output ends, dropping it."""
+        while await self.read() is not None:
+            pass
 
     def __aiter__(self) -> FastAttach:
         return self
@@ -596,12 +664,7 @@ class FastAttach:
             try:
                 n = os.write(self._stdin, view)
             except BlockingIOError:
-                ready: asyncio.Future[None] = self._loop.create_future()
-                self._loop.add_writer(self._stdin, ready.set_result, None)
-                try:
-                    await ready
-                finally:
-                    self._loop.remove_writer(self._stdin)
+                await _writable(self._stdin)
                 continue
             except (BrokenPipeError, OSError):
                 raise errdefs.Conflict("the exec's stdin is closed") from None

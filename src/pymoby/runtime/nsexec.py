@@ -18,7 +18,7 @@ terminal):
   pidfd), the session keyring `_ses.<id>`, stdio (or a pty opened in the container's devpts
   whose master goes back on report with `{"pty": 1}`, controlling terminal, console size),
   no_new_privs, seccomp (before the user change without no_new_privs, else last), then
-  runc's finalizeNamespace order: fds >= 3 close-on-exec, chdir (retried as the user on
+  runc's finalizeNamespace order: fds >= 3 closed (but report), chdir (retried as the user on
   EACCES/EPERM), the bounding set, keep-caps, stdio owned by the user, setgroups/setgid/setuid,
   HOME from the container's /etc/passwd when unset, the capability sets and ambient ones;
   then Go's exec.LookPath on the process's PATH and execve. Any failure is `{"error": text}`
@@ -29,6 +29,7 @@ The syscalls themselves are kernel/procattr's and kernel/cgroupfs's; this module
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -38,14 +39,16 @@ import socket
 import stat
 import struct
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
-from pymoby.kernel import cgroupfs, procattr
+from pymoby.kernel import procattr
 from pymoby.kernel.procattr import go_strerror
 from pymoby.log import go_quote
+from pymoby.runtime.users import parse_passwd
 
 CLONE_NEWPID = 0x20000000
 MAX_FDS = 6
@@ -75,7 +78,8 @@ class ExecRequest(msgspec.Struct, kw_only=True):
     oom_score_adj: int | None
     namespaces: int  # CLONE_NEW* flags to join besides the PID namespace
     join_pid: bool  # the container has its own PID namespace (else the host's)
-    cgroup_dirs: list[str]  # the container's cgroups (runc's EnterPid: those that exist)
+    cgroup_dirs: list[str]  # the container's cgroups (runc's state: cgroup_paths)
+    cgroup_fallback: str | None  # cgroup v2: the init's own cgroup, joined on EBUSY
     terminal: bool
     console: tuple[int, int] | None  # (height, width)
     seccomp: bytes  # empty: none
@@ -152,16 +156,14 @@ def _open_pty(req: ExecRequest, report: socket.socket) -> None:
 
 
 def _home(uid: int) -> str:
-    """HOME of `uid` in the container's /etc/passwd ("/" when it has none)."""
+    """HOME of `uid` in the container's /etc/passwd, read as root (runc's GetExecUserPath: the
+    first entry with that uid; "/" when there is none)."""
     try:
         with open("/etc/passwd", "rb") as f:
-            for raw in f:
-                parts = raw.decode("utf-8", "replace").rstrip("\n").split(":")
-                if len(parts) >= 6 and parts[2].strip() == str(uid):
-                    return parts[5]
+            text = f.read().decode("utf-8", "replace")
     except OSError:
-        pass
-    return "/"
+        return "/"
+    return next((e.home for e in parse_passwd(text) if e.uid == uid), "/")
 
 
 def _fix_stdio(uid: int) -> None:
@@ -213,6 +215,7 @@ def _finalize(req: ExecRequest, env: dict[str, str]) -> None:
         ) from None
     procattr.apply_bounding(req.bounding, req.cap_last)
     procattr.set_keep_caps(True)
+    home = _home(req.uid)
     try:
         _fix_stdio(req.uid)
         with open("/proc/self/setgroups", "rb") as f:
@@ -224,7 +227,7 @@ def _finalize(req: ExecRequest, env: dict[str, str]) -> None:
     except OSError as exc:
         raise ExecFailed(f"unable to setup user: {_oserror_text(exc)}") from None
     if not env.get("HOME"):
-        env["HOME"] = _home(req.uid)
+        env["HOME"] = home
     if chdir_later:
         try:
             os.chdir(req.cwd)
@@ -237,7 +240,7 @@ def _finalize(req: ExecRequest, env: dict[str, str]) -> None:
     procattr.apply_caps(req.effective, req.permitted, req.inheritable, req.ambient, req.cap_last)
 
 
-def _process(req: ExecRequest, pidfd: int, report: socket.socket, stdio: list[int]) -> None:
+def _process(req: ExecRequest, report: socket.socket, stdio: list[int]) -> None:
     """The exec'd process from fork to execve (never returns on success)."""
     env = go_environment(req.env)
     os.setsid()
@@ -251,9 +254,6 @@ def _process(req: ExecRequest, pidfd: int, report: socket.socket, stdio: list[in
         # processes it starts inherit that when the spec sets none (the container's init too)
         _, hard_nofile = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard_nofile, hard_nofile))
-    if req.namespaces:
-        procattr.setns(pidfd, req.namespaces)
-    os.close(pidfd)
     failed = procattr.join_session_keyring(f"_ses.{req.container_id}")
     if failed and failed != errno.ENOSYS:
         raise ExecFailed(f"unable to join session keyring: {go_strerror(failed)}")
@@ -306,16 +306,17 @@ def _exit_code(status: int) -> int:
 
 
 def _second(req: ExecRequest, fds: list[int], go: int) -> None:
-    """The process: wait for the go byte (cgroups joined), then the steps (never returns)."""
+    """The process: wait for the go byte (cgroups joined, daemon told), then the steps."""
     _ctl, report_fd, pidfd, *stdio = fds
     report = socket.socket(fileno=report_fd)
     text = ""
     try:
         os.close(_ctl)
+        os.close(pidfd)
         if os.read(go, 1) != b"\0":
             os._exit(1)
         os.close(go)
-        _process(req, pidfd, report, stdio)
+        _process(req, report, stdio)
     except ExecFailed as exc:
         text = str(exc)
     except OSError as exc:
@@ -327,13 +328,50 @@ def _second(req: ExecRequest, fds: list[int], go: int) -> None:
         os._exit(1)
 
 
+def _cgroup_files(req: ExecRequest) -> tuple[list[int], int]:
+    """The container's cgroup.procs files, opened while this process still sees the host's
+    cgroupfs; and the v2 fallback (the init's own cgroup), or -1."""
+    files = [os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY) for d in req.cgroup_dirs]
+    fallback = -1
+    if req.cgroup_fallback:
+        with contextlib.suppress(OSError):
+            fallback = os.open(os.path.join(req.cgroup_fallback, "cgroup.procs"), os.O_WRONLY)
+    return files, fallback
+
+
+def _enter_cgroups(pid: int, files: list[int], fallback: int) -> None:
+    """runc 1.1.5's setnsProcess: WriteCgroupProc on every path (EINVAL retried: the task may
+    be new), on cgroup v2 EBUSY the init's own cgroup instead."""
+    for fd in files:
+        for attempt in range(5):
+            try:
+                os.write(fd, str(pid).encode())
+                break
+            except OSError as exc:
+                if exc.errno == errno.EINVAL and attempt < 4:
+                    time.sleep(0.03)
+                    continue
+                if exc.errno == errno.EBUSY and fallback >= 0:
+                    os.write(fallback, str(pid).encode())
+                    break
+                raise ExecFailed(
+                    f"error adding pid {pid} to cgroups: failed to write {pid}: "
+                    f"{go_strerror(exc.errno or 0)}"
+                ) from None
+
+
 def _first(req: ExecRequest, fds: list[int]) -> None:
-    """Join the PID namespace, fork the process, place it, report its pid and its exit."""
+    """Join the container's namespaces, fork the process, place it in the container's cgroups,
+    hand the daemon its pid and pidfd, wait for the daemon's word, let the process go, and
+    report its exit. Like runc's stage 1, the process is in every namespace from its birth."""
     ctl = socket.socket(fileno=fds[0])
+    pid = 0
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        if req.join_pid:
-            procattr.setns(fds[2], CLONE_NEWPID)
+        files, fallback = _cgroup_files(req)
+        flags = req.namespaces | (CLONE_NEWPID if req.join_pid else 0)
+        if flags:
+            procattr.setns(fds[2], flags)
         go_r, go_w = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -342,25 +380,23 @@ def _first(req: ExecRequest, fds: list[int]) -> None:
         os.close(go_r)
         for fd in fds[1:]:
             os.close(fd)
-        try:
-            cgroupfs.enter(pid, req.cgroup_dirs)
-        except OSError as exc:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            _send(ctl, {"error": f"failed to join the container's cgroup: {exc}"})
-            return
-        _send(ctl, {"pid": pid})
+        pidfd = os.pidfd_open(pid)
+        _enter_cgroups(pid, files, fallback)
+        _send(ctl, {"pid": pid}, [pidfd])
+        os.close(pidfd)
+        if not ctl.recv(16):  # the daemon gave up on this exec: nothing may run unattended
+            raise ExecFailed("the daemon left")
         os.write(go_w, b"\0")
         os.close(go_w)
-        while True:
-            try:
-                _, status = os.waitpid(pid, 0)
-                break
-            except InterruptedError:
-                continue
+        _, status = os.waitpid(pid, 0)
+        pid = 0
         _send(ctl, {"exit": _exit_code(status)})
     except BaseException as exc:  # reported, then this process ends
-        _send(ctl, {"error": f"exec helper: {exc}"})
+        if pid:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+        _send(ctl, {"error": str(exc) if isinstance(exc, ExecFailed) else f"exec helper: {exc}"})
     finally:
         os._exit(0)
 
@@ -381,6 +417,7 @@ def serve(sock: socket.socket) -> None:
     """The zygote's loop: one fork per request, until the daemon hangs up."""
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # first children are reaped by the kernel
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    procattr.set_dumpable(False)  # as runc's nsexec: no ptrace or /proc/<pid>/mem until execve
     decoder = msgspec.msgpack.Decoder(ExecRequest)
     while True:
         try:
@@ -403,6 +440,9 @@ def serve(sock: socket.socket) -> None:
 def main(argv: list[str]) -> int:
     fd = int(argv[1])
     os.set_inheritable(fd, False)
+    # Everything is imported now: a later import must never be looked up on the filesystem,
+    # which after setns(2) is the container's.
+    sys.path.clear()
     serve(socket.socket(fileno=fd))
     return 0
 

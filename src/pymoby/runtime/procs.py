@@ -41,6 +41,18 @@ def pid_alive(pid: int) -> bool:
     return state not in (b"Z", b"X", b"x")
 
 
+def start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (start time in clock ticks); None when gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            rest = f.read().rsplit(b")", 1)[-1].split()
+    except OSError:
+        return None
+    if not rest or rest[0] in (b"Z", b"X"):
+        return None
+    return int(rest[19])
+
+
 def pid_is_conmon(pid: int, ident: str) -> bool:
     """True when `pid` is a live conmon with `ident` (container or exec id) in its argv."""
     if pid <= 0 or not pid_alive(pid):
@@ -72,8 +84,9 @@ async def wait_pid_gone(pid: int, seconds: float) -> bool:
             os.close(fd)
 
 
-async def wait_readable(fd: int, seconds: float) -> bool:
-    """Wait until `fd` is readable (a pidfd: its process exited); False on timeout."""
+async def wait_readable(fd: int, seconds: float | None) -> bool:
+    """Wait until `fd` is readable (a pidfd: its process exited); False on timeout (None:
+    no timeout)."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
 

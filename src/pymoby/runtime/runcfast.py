@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from pymoby.kernel import cgroupfs
-from pymoby.runtime.procs import pid_alive
+from pymoby.runtime.procs import pid_alive, start_time
 
 FIFO = "exec.fifo"
 _POLL = 0.0005
@@ -68,24 +68,12 @@ async def start(state_dir: Path, init_pid: int) -> bool:
     return data == b"0"
 
 
-def _start_time(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat (start time in clock ticks); None when gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            rest = f.read().rsplit(b")", 1)[-1].split()
-    except OSError:
-        return None
-    if not rest or rest[0] in (b"Z", b"X"):
-        return None
-    return int(rest[19])
-
-
 def _removable(state: dict[str, object]) -> list[str] | None:
     """The cgroup directories to remove, or None when this is not the plain stopped case."""
     pid, start = state.get("init_process_pid"), state.get("init_process_start")
     if not isinstance(pid, int) or not isinstance(start, int):
         return None
-    if _start_time(pid) == start:
+    if start_time(pid) == start:
         return None  # still running
     config = state.get("config")
     spaces = config.get("namespaces") if isinstance(config, dict) else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pymoby.runtime.fastexec import FastAttach, FastExec
+from pymoby.runtime.fastexec import FastAttach, FastExec, _pin
 
 
 def _container(tmp_path: Path, config: dict[str, Any], pid: int | None = None) -> FastExec:
@@ -33,10 +34,7 @@ LINUX = {"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "network"}]
 
 def _plan(fx: FastExec, tmp_path: Path, process: dict[str, Any], tty: bool = False) -> Any:
     planned = fx._plan("c1", tmp_path / "bundle", process, tty, True)
-    if planned is not None:
-        os.close(planned[1])
-        return planned[0]
-    return None
+    return planned[0] if planned is not None else None
 
 
 def test_plain_containers_are_taken(tmp_path: Path) -> None:
@@ -67,12 +65,14 @@ def test_what_only_runc_does_goes_to_runc(
 
 def test_a_recycled_init_pid_is_not_entered(tmp_path: Path) -> None:
     fx = _container(tmp_path, {"linux": LINUX})
-    state = tmp_path / "state" / "c1" / "state.json"
-    doc = json.loads(state.read_text())
-    doc["init_process_start"] += 1
-    state.write_text(json.dumps(doc))
-    os.utime(state, ns=(1, 1))
-    assert _plan(fx, tmp_path, PROCESS) is None
+    planned = fx._plan("c1", tmp_path / "bundle", PROCESS, False, True)
+    assert planned is not None
+    ctr = planned[1]
+    pidfd = _pin(ctr)
+    assert pidfd is not None
+    os.close(pidfd)
+    recycled = dataclasses.replace(ctr, init_start=ctr.init_start + 1)
+    assert _pin(recycled) is None
 
 
 def test_detached_tty_execs_go_to_conmon(tmp_path: Path) -> None:

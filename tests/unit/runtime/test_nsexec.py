@@ -4,6 +4,7 @@ and one whole exec into a namespace-less "container" (this process's own namespa
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import stat
@@ -116,6 +117,7 @@ def _request(**kw: object) -> ExecRequest:
         "namespaces": 0,
         "join_pid": False,
         "cgroup_dirs": [],
+        "cgroup_fallback": None,
         "terminal": False,
         "console": None,
         "seccomp": b"",
@@ -126,7 +128,9 @@ def _request(**kw: object) -> ExecRequest:
     return msgspec.convert(base, ExecRequest)
 
 
-def _serve_one(req: ExecRequest) -> tuple[list[dict[str, object]], bytes, bytes, list[object]]:
+def _serve_one(
+    req: ExecRequest, *, ack: bool = True
+) -> tuple[list[dict[str, object]], bytes, bytes, list[object]]:
     """Run the zygote in a child, send one request, collect ctl messages, output, report."""
     zyg, zyg_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
@@ -150,8 +154,20 @@ def _serve_one(req: ExecRequest) -> tuple[list[dict[str, object]], bytes, bytes,
     for fd in (pidfd, null, out_w, err_w):
         os.close(fd)
     msgs = []
-    while data := ctl.recv(65536):
+    while True:
+        data, fds = nsexec.recv_fds(ctl, 65536, 4)
+        if not data:
+            break
         msgs.append(msgspec.msgpack.decode(data))
+        if "pid" in msgs[-1]:
+            assert len(fds) == 1  # the process's pidfd
+            if not ack:  # the daemon leaves: the process must never run, and be gone
+                ctl.close()
+                assert select.select([fds[0]], [], [], 10)[0] == [fds[0]]
+                os.close(fds[0])
+                break
+            os.close(fds[0])
+            ctl.send(b"\1")  # the daemon's go-ahead
     reports = []
     while data := rep.recv(65536):
         reports.append(msgspec.msgpack.decode(data))
@@ -160,7 +176,8 @@ def _serve_one(req: ExecRequest) -> tuple[list[dict[str, object]], bytes, bytes,
     os.waitpid(pid, 0)
     for fd in (out_r, err_r):
         os.close(fd)
-    ctl.close()
+    if ack:
+        ctl.close()
     rep.close()
     return msgs, out, err, reports
 
@@ -180,3 +197,9 @@ def test_a_failed_exec_reports_runcs_text() -> None:
         {"error": 'chdir to cwd ("/nonexistent") set in config.json failed: '
                   "no such file or directory"}
     ]  # fmt: skip
+
+
+def test_nothing_runs_without_the_daemons_go_ahead() -> None:
+    msgs, out, err, reports = _serve_one(_request(), ack=False)
+    assert [list(m) for m in msgs] == [["pid"]]
+    assert (out, err, reports) == (b"", b"", [])

@@ -74,6 +74,8 @@ class ExecProcess(Protocol):
 
     async def resize(self, height: int, width: int) -> None: ...
 
+    def detach(self) -> None: ...
+
     async def close(self) -> None: ...
 
 
@@ -287,6 +289,8 @@ class ExecService:
             ec.streaming = False
             if ec.exit_code is not None:
                 await process.close()
+            else:
+                process.detach()  # the client left: the process must not block on its output
 
     async def resize(self, exec_id: str, height: int, width: int) -> None:
         ec, _ = self._get(exec_id)
@@ -491,7 +495,9 @@ class ExecService:
         return dropped
 
     async def close(self) -> None:
-        """Stop watching; running execs keep running (they outlive the daemon)."""
+        """Stop watching. Running execs keep running; an attached one of the exec zygote loses
+        its output's reader with the daemon (its next write gets EPIPE), as the streams of any
+        attached session end with the daemon."""
         if self._gc is not None:
             self._gc.cancel()
         for task in list(self._tasks):

@@ -40,6 +40,7 @@ from pymoby.daemon.networks.portmap import (
     binding_string,
     groups,
 )
+from pymoby.kernel.procattr import go_strerror
 from pymoby.runtime.procs import wait_readable
 
 log = logging.getLogger("pymoby.networks")
@@ -55,9 +56,8 @@ _DROP_ALL = array.array("B", struct.pack("=HBBI", 0x06, 0, 0, 0))
 
 
 def go_errno(exc: OSError) -> str:
-    """Go's syscall.Errno text: strerror with a lower-case first letter."""
-    text = os.strerror(exc.errno) if exc.errno else str(exc)
-    return text[:1].lower() + text[1:]
+    """Go's syscall.Errno text of an OSError."""
+    return go_strerror(exc.errno) if exc.errno else str(exc)
 
 
 def _attach_drop_filter(sock: socket.socket) -> None:

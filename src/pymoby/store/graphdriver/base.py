@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import logging
 import os
 import queue
 import secrets
@@ -55,6 +56,8 @@ __all__ = [
 ]
 
 TRASH_DIR = ".trash"  # under a driver's home: removed layers being deleted in the background
+log = logging.getLogger(__name__)
+
 WhiteoutMode = Literal["overlay", "delete"]
 ChangesMode = Literal["overlay", "compare"]
 
@@ -251,8 +254,10 @@ class Trash:
             path = self._queue.get()
             if path is None:
                 return
-            with contextlib.suppress(OSError):
+            try:
                 remove_tree(path)
+            except OSError as exc:  # stays in the trash; the next start tries again
+                log.warning("cannot delete %s: %s", path, exc)
             with self._idle:
                 self._pending -= 1
                 self._idle.notify_all()

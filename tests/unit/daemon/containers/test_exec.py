@@ -49,6 +49,7 @@ class FakeProcess:
         self.exit: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.resizes: list[tuple[int, int]] = []
         self.closed = False
+        self.detached = False
 
     @property
     def pid(self) -> int:
@@ -63,6 +64,9 @@ class FakeProcess:
 
     async def resize(self, height: int, width: int) -> None:
         self.resizes.append((height, width))
+
+    def detach(self) -> None:
+        self.detached = True
 
     async def close(self) -> None:
         self.closed = True
@@ -282,6 +286,7 @@ async def test_tty_detach_and_resize(world: World) -> None:
     client.send(b"ls\x10\x11")
     await asyncio.wait_for(start, 5)  # detached: the process keeps running
     assert conmon.stdin == b"ls" and not process.exit.done()
+    assert process.detached  # its output is drained while nobody reads it
     assert action_names(world.bus)[-1] == "exec_detach"
     assert (await world.service.inspect(eid)).running
     process.finish(0, conmon)
@@ -299,6 +304,7 @@ async def test_client_leaving_does_not_stop_the_process(world: World) -> None:
     await asyncio.wait_for(start, 5)
     process, _ = world.runtime.processes[0]
     assert not process.closed and (await world.service.inspect(eid)).running
+    assert process.detached
     process.finish(137)
     await settle()
     assert process.closed
