@@ -46,7 +46,7 @@ from pymoby.kernel import cgroupfs, procattr
 from pymoby.runtime import seccompbpf
 from pymoby.runtime.defaults import KNOWN_CAPABILITIES
 from pymoby.runtime.nsexec import CLONE_NEWPID, ExecRequest, recv_fds
-from pymoby.runtime.procs import start_time, wait_readable
+from pymoby.runtime.procs import start_time, wait_readable, wait_writable
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ class FastExec:
                         socket.send_fds(sock, [data], fds)
                         return True
                     except BlockingIOError:
-                        await _writable(sock.fileno())
+                        await wait_writable(sock.fileno(), None)
             except OSError as exc:
                 if attempt or exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
                     log.warning("the exec zygote cannot take this exec (%s): runc runs it", exc)
@@ -417,21 +417,6 @@ def _reap(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-
-
-async def _writable(fd: int) -> None:
-    loop = asyncio.get_running_loop()
-    ready: asyncio.Future[None] = loop.create_future()
-
-    def wake() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    loop.add_writer(fd, wake)
-    try:
-        await ready
-    finally:
-        loop.remove_writer(fd)
 
 
 async def _recv(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
@@ -664,7 +649,7 @@ class FastAttach:
             try:
                 n = os.write(self._stdin, view)
             except BlockingIOError:
-                await _writable(self._stdin)
+                await wait_writable(self._stdin, None)
                 continue
             except (BrokenPipeError, OSError):
                 raise errdefs.Conflict("the exec's stdin is closed") from None

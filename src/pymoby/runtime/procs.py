@@ -87,6 +87,15 @@ async def wait_pid_gone(pid: int, seconds: float) -> bool:
 async def wait_readable(fd: int, seconds: float | None) -> bool:
     """Wait until `fd` is readable (a pidfd: its process exited); False on timeout (None:
     no timeout)."""
+    return await _wait_fd(fd, seconds, write=False)
+
+
+async def wait_writable(fd: int, seconds: float | None) -> bool:
+    """Wait until `fd` takes a write; False on timeout (None: no timeout)."""
+    return await _wait_fd(fd, seconds, write=True)
+
+
+async def _wait_fd(fd: int, seconds: float | None, *, write: bool) -> bool:
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
 
@@ -94,7 +103,7 @@ async def wait_readable(fd: int, seconds: float | None) -> bool:
         if not done.done():
             done.set_result(None)
 
-    loop.add_reader(fd, ready)
+    (loop.add_writer if write else loop.add_reader)(fd, ready)
     try:
         async with asyncio.timeout(seconds):
             await done
@@ -102,7 +111,7 @@ async def wait_readable(fd: int, seconds: float | None) -> bool:
     except TimeoutError:
         return False
     finally:
-        loop.remove_reader(fd)
+        (loop.remove_writer if write else loop.remove_reader)(fd)
 
 
 async def _poll_gone(pid: int, seconds: float) -> bool:
