@@ -208,3 +208,28 @@ def test_an_exec_whose_client_left_is_not_blocked_by_its_output(
             raise AssertionError("the exec stayed blocked on its output")
     finally:
         d.docker("rm", "-f", "talker", check=False)
+
+
+def test_concurrent_execs_keep_their_own_streams(pair: tuple[Daemon, Daemon]) -> None:
+    fast, _ = pair
+    fast.docker("run", "-d", "--name", "busy", NONE, "busybox", "sleep", "300")
+    try:
+        procs = [
+            subprocess.Popen(
+                [DOCKER_CLI, "exec", "-i", "busy", "sh", "-c", f"cat; echo {i} >&2; exit {i}"],
+                env=cli_env(fast),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            for i in range(12)
+        ]
+        for i, p in enumerate(procs):
+            out, err = p.communicate(f"input {i}\n".encode() * 1000, timeout=60)
+            assert (p.returncode, out, err) == (
+                i,
+                f"input {i}\n".encode() * 1000,
+                f"{i}\n".encode(),
+            )
+    finally:
+        fast.docker("rm", "-f", "busy", check=False)
