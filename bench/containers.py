@@ -5,11 +5,14 @@ to the engine's socket and an empty temporary DOCKER_CONFIG, so both engines see
 calls a user's CLI makes (ping, create, attach, wait, start, wait result, auto-remove; exec
 create/start/inspect) and the CLI's own start-up cost is in both numbers alike:
 
-  run --rm true ms   wall time of `docker run --rm --network none --name <unique> <image> true`
+  run --rm true (none) ms
+                     wall time of `docker run --rm --network none --name <unique> <image> true`
                      (exit code must be 0), --container-runs times per round and engine;
                      p50 and p90 of those, then the median over rounds.
-  run bridge ms      the same without `--network none`: the default bridge network (a
-                     namespace, a veth, an address; dockerd spends ~70 ms on it here).
+  run --rm true (default) ms
+                     the same without `--network none`: `docker run --rm <image> true` as a
+                     user types it, on the default bridge network (a namespace, a veth, an
+                     address; dockerd spends ~70 ms on it here).
   exec true ms       a container `<image> sleep 3600` (--network none) is started per engine,
                      then `docker exec <it> true` is timed the same way.
 
@@ -199,10 +202,10 @@ def run_group(args: argparse.Namespace, engines: list[Engine]) -> GroupResult:
         return Row("containers", target, label, key, {e.name: [] for e in engines})
 
     rows = {
-        "run_p50": row("run_p50", f"run --rm true ms p50 (n={n})"),
-        "run_p90": row("run_p90", "run --rm true ms p90"),
-        "bridge_p50": row("bridge_p50", f"run --rm true (bridge) ms p50 (n={n})"),
-        "bridge_p90": row("bridge_p90", "run --rm true (bridge) ms p90"),
+        "run_p50": row("run_p50", f"run --rm true (none) ms p50 (n={n})"),
+        "run_p90": row("run_p90", "run --rm true (none) ms p90"),
+        "bridge_p50": row("bridge_p50", f"run --rm true (default) ms p50 (n={n})"),
+        "bridge_p90": row("bridge_p90", "run --rm true (default) ms p90"),
         "exec_p50": row("exec_p50", f"exec true ms p50 (n={n})"),
         "exec_p90": row("exec_p90", "exec true ms p90"),
     }
@@ -302,7 +305,7 @@ def run_group(args: argparse.Namespace, engines: list[Engine]) -> GroupResult:
         measure(
             bridge_rows,
             {name: partial(time_run, s, True) for name, s in states.items()},
-            "run (bridge)",
+            "run (default)",
         )
 
         # docker exec: a sleeping container per engine, an untimed warm-up exec, then rounds
