@@ -240,8 +240,11 @@ def _finalize(req: ExecRequest, env: dict[str, str]) -> None:
     procattr.apply_caps(req.effective, req.permitted, req.inheritable, req.ambient, req.cap_last)
 
 
-def _process(req: ExecRequest, report: socket.socket, stdio: list[int]) -> None:
-    """The exec'd process from fork to execve (never returns on success)."""
+def _process(req: ExecRequest, report: socket.socket, stdio: list[int], go: int) -> None:
+    """The exec'd process from fork to execve (never returns on success). Its own setup runs
+    while the first child moves it into the container's cgroups (a cgroup v1 move waits for an
+    RCU grace period, 5-12 ms); it runs nothing of the container's before the go byte says
+    that is done and the daemon took its pid."""
     env = go_environment(req.env)
     os.setsid()
     if req.oom_score_adj is not None:
@@ -270,9 +273,10 @@ def _process(req: ExecRequest, report: socket.socket, stdio: list[int]) -> None:
         procattr.set_no_new_privs()
     elif seccomp is not None:
         seccomp()
-    keep = report.fileno()
-    os.closerange(3, keep)  # runc closes every fd it does not pass (CVE-2024-21626)
-    os.closerange(keep + 1, 1 << 20)
+    low, high = sorted((report.fileno(), go))
+    os.closerange(3, low)  # runc closes every fd it does not pass (CVE-2024-21626)
+    os.closerange(low + 1, high)
+    os.closerange(high + 1, 1 << 20)
     _finalize(req, env)
     name = look_path(req.args[0], env)
     for sig in signal.valid_signals():
@@ -280,6 +284,9 @@ def _process(req: ExecRequest, report: socket.socket, stdio: list[int]) -> None:
             signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     argv, envp = _cstrings(req.args), _cstrings([f"{k}={v}" for k, v in env.items()])
+    if os.read(go, 1) != b"\0":  # not placed, or the daemon gave up: run nothing
+        os._exit(1)
+    os.close(go)
     if req.no_new_privileges and seccomp is not None:
         seccomp()  # as close to execve as can be
     _libc.execve(os.fsencode(name), argv, envp)
@@ -306,17 +313,15 @@ def _exit_code(status: int) -> int:
 
 
 def _second(req: ExecRequest, fds: list[int], go: int) -> None:
-    """The process: wait for the go byte (cgroups joined, daemon told), then the steps."""
+    """The process: its steps, with the go byte (cgroups joined, daemon told) awaited right
+    before execve."""
     _ctl, report_fd, pidfd, *stdio = fds
     report = socket.socket(fileno=report_fd)
     text = ""
     try:
         os.close(_ctl)
         os.close(pidfd)
-        if os.read(go, 1) != b"\0":
-            os._exit(1)
-        os.close(go)
-        _process(req, report, stdio)
+        _process(req, report, stdio, go)
     except ExecFailed as exc:
         text = str(exc)
     except OSError as exc:
@@ -354,6 +359,8 @@ def _enter_cgroups(pid: int, files: list[int], fallback: int) -> None:
                 if exc.errno == errno.EBUSY and fallback >= 0:
                     os.write(fallback, str(pid).encode())
                     break
+                if exc.errno == errno.ESRCH:
+                    return  # its own setup failed first: its report says why
                 raise ExecFailed(
                     f"error adding pid {pid} to cgroups: failed to write {pid}: "
                     f"{go_strerror(exc.errno or 0)}"
@@ -386,7 +393,8 @@ def _first(req: ExecRequest, fds: list[int]) -> None:
         os.close(pidfd)
         if not ctl.recv(16):  # the daemon gave up on this exec: nothing may run unattended
             raise ExecFailed("the daemon left")
-        os.write(go_w, b"\0")
+        with contextlib.suppress(BrokenPipeError):  # it may have failed already
+            os.write(go_w, b"\0")
         os.close(go_w)
         _, status = os.waitpid(pid, 0)
         pid = 0
