@@ -24,8 +24,10 @@ Layout under `exec_root` (one Runtime per exec root; runc's state lives in `stat
 
 conmon is started with --api-version 1, --full-attach, `-l k8s-file:<log>` (exec: `-l none`),
 `--runtime-arg` for runc's --root/--log/--log-format, `-t` for a TTY, `-i` for stdin and
-`--leave-stdin-open` unless stdin_once. `conmon_cgroup` (see kernel/cgroupfs) moves each conmon
-out of the daemon's cgroup in the start-pipe window; None leaves it where it is.
+`--leave-stdin-open` unless stdin_once. `conmon_cgroup` (see kernel/cgroupfs) keeps each conmon
+out of the daemon's cgroup: the zygote (runtime/zygote), placed there once, spawns conmon inside
+it; without a placed zygote conmon is moved there in the start-pipe window. None leaves it where
+it is.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from pymoby.runtime.exits import ExitStatus, ExitWatcher, OnExit, read_exit_file
 from pymoby.runtime.fastexec import FastExec, FastExecError, FastSession
 from pymoby.runtime.procs import pid_is_conmon, read_pid, wait_pid_gone
 from pymoby.runtime.runc import Runc, RuncNotFound, RuncState
+from pymoby.runtime.zygote import Zygote
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +227,8 @@ class Runtime:
         fast_exec: bool = True,
     ) -> None:
         self.runc = Runc(runc_path, Path(state_root))
-        self.fast = FastExec(Path(state_root), cgroup=conmon_cgroup) if fast_exec else None
+        self.zygote = Zygote(Path(state_root), cgroup=conmon_cgroup)
+        self.fast = FastExec(Path(state_root), self.zygote) if fast_exec else None
         self.conmon_path = conmon_path
         self.exec_root = Path(exec_root)
         self.exit_dir = self.exec_root / "exits"
@@ -309,7 +313,11 @@ class Runtime:
         launched: shim.Launched | None = None
         try:
             launched = await shim.launch(
-                self.conmon_path, args, cwd=p.dir, cgroup=self.conmon_cgroup
+                self.conmon_path,
+                args,
+                cwd=p.dir,
+                cgroup=self.conmon_cgroup,
+                spawner=self._spawner(),
             )
             return await self._verdict(launched.sync, p.oci_log, launched.output)
         except BaseException:
@@ -515,15 +523,17 @@ class Runtime:
         oom = await asyncio.to_thread(p.oom.exists)
         return AdoptedState(cid, "exited", oom=oom, **common)
 
+    def _spawner(self) -> Zygote | None:
+        """The zygote when conmon can be born in its cgroup (else: spawn, then move)."""
+        return self.zygote if self.conmon_cgroup and self.zygote.in_group else None
+
     async def prepare(self) -> None:
-        """Start the exec zygote (so the first exec does not wait for it)."""
-        if self.fast is not None:
-            await self.fast.start()
+        """Start the zygote (it spawns conmon and exec processes)."""
+        await self.zygote.start()
 
     async def close(self) -> None:
-        """Stop the exec zygote (running execs and containers carry on)."""
-        if self.fast is not None:
-            await self.fast.close()
+        """Stop the zygote (running execs and containers carry on)."""
+        await self.zygote.close()
 
     async def list(self) -> list[RuncState]:
         """Every container in the runc state root."""
@@ -575,7 +585,12 @@ class Runtime:
         session: AttachSession | None = None
         try:
             launched = await shim.launch(
-                self.conmon_path, args, cwd=d, cgroup=self.conmon_cgroup, attach_pipe=True
+                self.conmon_path,
+                args,
+                cwd=d,
+                cgroup=self.conmon_cgroup,
+                attach_pipe=True,
+                spawner=self._spawner(),
             )
             assert launched.attach is not None
             ready = await self._read(launched.attach)
