@@ -24,10 +24,8 @@ Layout under `exec_root` (one Runtime per exec root; runc's state lives in `stat
 
 conmon is started with --api-version 1, --full-attach, `-l k8s-file:<log>` (exec: `-l none`),
 `--runtime-arg` for runc's --root/--log/--log-format, `-t` for a TTY, `-i` for stdin and
-`--leave-stdin-open` unless stdin_once. `conmon_cgroup` (see kernel/cgroupfs) keeps each conmon
-out of the daemon's cgroup: the zygote (runtime/zygote), placed there once, spawns conmon inside
-it; without a placed zygote conmon is moved there in the start-pipe window. None leaves it where
-it is.
+`--leave-stdin-open` unless stdin_once. `conmon_cgroup` (see kernel/cgroupfs) moves each conmon
+out of the daemon's cgroup in the start-pipe window; None leaves it where it is.
 """
 
 from __future__ import annotations
@@ -53,7 +51,6 @@ from pymoby.runtime.exits import ExitStatus, ExitWatcher, OnExit, read_exit_file
 from pymoby.runtime.fastexec import FastExec, FastExecError, FastSession
 from pymoby.runtime.procs import pid_is_conmon, read_pid, wait_pid_gone
 from pymoby.runtime.runc import Runc, RuncNotFound, RuncState
-from pymoby.runtime.zygote import Zygote
 
 log = logging.getLogger(__name__)
 
@@ -227,8 +224,7 @@ class Runtime:
         fast_exec: bool = True,
     ) -> None:
         self.runc = Runc(runc_path, Path(state_root))
-        self.zygote = Zygote(Path(state_root), cgroup=conmon_cgroup)
-        self.fast = FastExec(Path(state_root), self.zygote) if fast_exec else None
+        self.fast = FastExec(Path(state_root), cgroup=conmon_cgroup) if fast_exec else None
         self.conmon_path = conmon_path
         self.exec_root = Path(exec_root)
         self.exit_dir = self.exec_root / "exits"
@@ -313,11 +309,7 @@ class Runtime:
         launched: shim.Launched | None = None
         try:
             launched = await shim.launch(
-                self.conmon_path,
-                args,
-                cwd=p.dir,
-                cgroup=self.conmon_cgroup,
-                spawner=self._spawner(),
+                self.conmon_path, args, cwd=p.dir, cgroup=self.conmon_cgroup
             )
             return await self._verdict(launched.sync, p.oci_log, launched.output)
         except BaseException:
@@ -523,17 +515,15 @@ class Runtime:
         oom = await asyncio.to_thread(p.oom.exists)
         return AdoptedState(cid, "exited", oom=oom, **common)
 
-    def _spawner(self) -> Zygote | None:
-        """The zygote when conmon can be born in its cgroup (else: spawn, then move)."""
-        return self.zygote if self.conmon_cgroup and self.zygote.in_group else None
-
     async def prepare(self) -> None:
-        """Start the zygote (it spawns conmon and exec processes)."""
-        await self.zygote.start()
+        """Start the exec zygote (so the first exec does not wait for it)."""
+        if self.fast is not None:
+            await self.fast.start()
 
     async def close(self) -> None:
-        """Stop the zygote (running execs and containers carry on)."""
-        await self.zygote.close()
+        """Stop the exec zygote (running execs and containers carry on)."""
+        if self.fast is not None:
+            await self.fast.close()
 
     async def list(self) -> list[RuncState]:
         """Every container in the runc state root."""
@@ -585,12 +575,7 @@ class Runtime:
         session: AttachSession | None = None
         try:
             launched = await shim.launch(
-                self.conmon_path,
-                args,
-                cwd=d,
-                cgroup=self.conmon_cgroup,
-                attach_pipe=True,
-                spawner=self._spawner(),
+                self.conmon_path, args, cwd=d, cgroup=self.conmon_cgroup, attach_pipe=True
             )
             assert launched.attach is not None
             ready = await self._read(launched.attach)

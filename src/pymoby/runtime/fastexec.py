@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -30,6 +31,8 @@ import resource
 import signal as _signal
 import socket
 import struct
+import subprocess
+import sys
 import termios
 import threading
 from dataclasses import dataclass
@@ -39,12 +42,11 @@ from typing import Any
 import msgspec
 
 from pymoby import errdefs
-from pymoby.kernel import procattr
+from pymoby.kernel import cgroupfs, procattr
 from pymoby.runtime import seccompbpf
 from pymoby.runtime.defaults import KNOWN_CAPABILITIES
-from pymoby.runtime.nsexec import CLONE_NEWPID, ExecRequest
-from pymoby.runtime.procs import start_time, wait_writable
-from pymoby.runtime.zygote import Zygote, recv_message
+from pymoby.runtime.nsexec import CLONE_NEWPID, ExecRequest, recv_fds
+from pymoby.runtime.procs import start_time, wait_readable, wait_writable
 
 log = logging.getLogger(__name__)
 
@@ -137,20 +139,81 @@ def _rlimits(items: Any) -> list[tuple[int, int, int]] | None:
 class FastExec:
     """The exec zygote and the containers it can enter (module docstring)."""
 
-    def __init__(self, state_root: Path, zygote: Zygote) -> None:
+    def __init__(self, state_root: Path, *, cgroup: str | None = None) -> None:
         self.state_root = Path(state_root)
-        self.zygote = zygote
+        self.cgroup = cgroup  # where the zygote and its children live (conmon's group)
         self._containers: dict[str, _Container] = {}
         self._filters: dict[bytes, seccompbpf.Filter] = {}
         self._filters_lock = threading.Lock()
+        self._zygote: subprocess.Popen[bytes] | None = None
+        self._sock: socket.socket | None = None
+        self._lock = asyncio.Lock()
         self._cap_last = _cap_last()
+
+    # -- the zygote ---------------------------------------------------------------------------
+
+    def _spawn(self) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            src = str(Path(__file__).resolve().parents[2])
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": src}
+            argv = [sys.executable, "-P", "-s", "-m", "pymoby.runtime.nsexec"]
+            self._zygote = subprocess.Popen(
+                [*argv, str(child.fileno()), str(self.state_root)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                pass_fds=(child.fileno(),),
+                close_fds=True,
+                env=env,
+                cwd="/",
+                start_new_session=True,
+            )
+        except BaseException:
+            parent.close()
+            raise
+        finally:
+            child.close()
+        parent.setblocking(False)
+        self._sock = parent
+        if self.cgroup:
+            for warning in cgroupfs.place(self._zygote.pid, self.cgroup):
+                log.warning("exec zygote cgroup %s: %s", self.cgroup, warning)
 
     async def start(self) -> None:
         """Start the zygote now (otherwise the first exec does)."""
-        await self.zygote.start()
+        async with self._lock:
+            if self._sock is None:
+                await asyncio.to_thread(self._spawn)
 
     async def close(self) -> None:
-        await self.zygote.close()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        zygote, self._zygote = self._zygote, None
+        if zygote is not None:
+            await asyncio.to_thread(_reap, zygote)
+
+    async def _request(self, data: bytes, fds: list[int]) -> bool:
+        """Hand one request to the zygote (restarted once if it is gone); False when it cannot
+        take this one (too big for one message, or no zygote), so runc's path runs it."""
+        for attempt in (0, 1):
+            await self.start()
+            sock = self._sock
+            assert sock is not None
+            try:
+                while True:
+                    try:
+                        socket.send_fds(sock, [data], fds)
+                        return True
+                    except BlockingIOError:
+                        await wait_writable(sock.fileno(), None)
+            except OSError as exc:
+                if attempt or exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+                    log.warning("the exec zygote cannot take this exec (%s): runc runs it", exc)
+                    return False
+                log.warning("the exec zygote is gone (%s); starting it again", exc)
+                await self.close()
+        return False
 
     def forget(self, cid: str) -> None:
         self._containers.pop(cid, None)
@@ -320,7 +383,7 @@ class FastExec:
                         theirs.append(w)
                     else:
                         theirs.append(os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC))
-            sent = await self.zygote.request(msgspec.msgpack.encode(req), theirs)
+            sent = await self._request(msgspec.msgpack.encode(req), theirs)
         except BaseException:
             for fd in mine:
                 os.close(fd)
@@ -346,6 +409,34 @@ class FastExec:
         finally:
             report.close()
         return session
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+async def _recv(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
+    """One message (and its descriptors) from a child; (None, []) at EOF."""
+    sock.setblocking(False)
+    while True:
+        try:
+            data, fds = recv_fds(sock, _CHUNK, 4)
+        except BlockingIOError:
+            await wait_readable(sock.fileno(), None)
+            continue
+        except ConnectionResetError:
+            return None, []
+        if not data:
+            return None, list(fds)
+        try:
+            doc = msgspec.msgpack.decode(data)
+        except msgspec.DecodeError:
+            doc = {"error": "unreadable message from the exec helper"}
+        return (doc if isinstance(doc, dict) else {}), list(fds)
 
 
 class FastSession:
@@ -374,7 +465,7 @@ class FastSession:
 
     async def started(self, report: socket.socket) -> None:
         """Wait for the pid, the pty and the execve (or the failure)."""
-        doc, fds = await recv_message(self._ctl)
+        doc, fds = await _recv(self._ctl)
         if doc is None or "pid" not in doc:
             for fd in fds:
                 os.close(fd)
@@ -388,7 +479,7 @@ class FastSession:
         self._ctl.send(b"\1")  # go on (without it the first child kills the process)
         self._waiter = asyncio.get_running_loop().create_task(self._wait_exit())
         while True:
-            doc, fds = await recv_message(report)
+            doc, fds = await _recv(report)
             if doc is not None and doc.get("pty") and fds:
                 self._master = fds.pop(0)
                 for fd in fds:
@@ -408,7 +499,7 @@ class FastSession:
     async def _wait_exit(self) -> None:
         code = -1
         while True:
-            doc, fds = await recv_message(self._ctl)
+            doc, fds = await _recv(self._ctl)
             for fd in fds:
                 os.close(fd)
             if doc is None:

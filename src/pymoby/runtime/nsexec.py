@@ -1,15 +1,13 @@
-"""The zygote: a small single-threaded process that forks `docker exec` processes into
-running containers, doing what `runc exec` (runc 1.1.5's nsexec + setns init) does, and spawns
-conmon (`SpawnRequest`: Popen's child steps) from inside conmon's cgroup.
+"""The exec zygote: a small single-threaded process that forks `docker exec` processes into
+running containers, doing what `runc exec` (runc 1.1.5's nsexec + setns init) does.
 
-Rule: the zygote is started once by the daemon (runtime/zygote: `python -m
-pymoby.runtime.nsexec <fd> <runc state root>`; the second argument only says whose zygote it
-is, for ps), reads one request per SOCK_SEQPACKET message on that fd (an `ExecRequest` or a
-`SpawnRequest`, msgpack, with its file descriptors attached) and forks one child per request;
-it holds no state and never waits for anything but the next request. It exits when the
-daemon closes the socket or dies.
+Rule: the zygote is started once by the daemon (`python -m pymoby.runtime.nsexec <fd> <runc
+state root>`; the second argument only says whose zygote it is, for ps), reads
+one request per SOCK_SEQPACKET message on that fd (an `ExecRequest`, msgpack, with its file
+descriptors attached) and forks one child per request; it holds no state and never waits for
+anything but the next request. It exits when the daemon closes the socket or dies.
 
-Per exec request, with the descriptors [ctl, report, pidfd, stdin, stdout, stderr] (no stdio with a
+Per request, with the descriptors [ctl, report, pidfd, stdin, stdout, stderr] (no stdio with a
 terminal):
 - the first child joins the container's PID namespace through the pidfd of its init and forks
   the process to be; it writes that pid into each of the container's `cgroup.procs` files,
@@ -34,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import fcntl
 import os
 import resource
 import signal
@@ -61,7 +58,7 @@ _NO_LIMIT = (1 << 64) - 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-class ExecRequest(msgspec.Struct, kw_only=True, tag="exec"):
+class ExecRequest(msgspec.Struct, kw_only=True):
     """One process to start in a running container (see the module docstring)."""
 
     container_id: str
@@ -88,16 +85,6 @@ class ExecRequest(msgspec.Struct, kw_only=True, tag="exec"):
     seccomp: bytes  # empty: none
     seccomp_flags: int
     cap_last: int
-
-
-class SpawnRequest(msgspec.Struct, kw_only=True, tag="spawn"):
-    """A program to run from here (conmon), with descriptors [ctl, output, *passed]: a new
-    session, stdin /dev/null, stdout and stderr the output pipe, `passed` at `targets`."""
-
-    argv: list[str]
-    env: list[str]
-    cwd: str
-    targets: list[int]
 
 
 class ExecFailed(Exception):
@@ -422,54 +409,6 @@ def _first(req: ExecRequest, fds: list[int]) -> None:
         os._exit(0)
 
 
-def _spawn_child(req: SpawnRequest, fds: list[int]) -> None:
-    """Become the program (subprocess.Popen's child steps); never returns."""
-    out = fds[1]
-    try:
-        os.setsid()
-        moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 64) for fd in fds[2:]]
-        null = os.open("/dev/null", os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(out, 1)
-        os.dup2(out, 2)
-        for fd, target in zip(moved, req.targets, strict=True):
-            os.dup2(fd, target)  # inheritable; every other descriptor here is close-on-exec
-        for sig in signal.valid_signals():
-            if sig not in (signal.SIGKILL, signal.SIGSTOP):
-                signal.signal(sig, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_SETMASK, [])
-        os.chdir(req.cwd)
-        _libc.execve(os.fsencode(req.argv[0]), _cstrings(req.argv), _cstrings(req.env))
-        text = f"exec {req.argv[0]}: {go_strerror(ctypes.get_errno())}"
-    except BaseException as exc:
-        text = f"spawn {req.argv[0]}: {exc}"
-    with contextlib.suppress(OSError):
-        os.write(1, text.encode())
-    os._exit(127)
-
-
-def _spawn_first(req: SpawnRequest, fds: list[int]) -> None:
-    """Start the program, report its pid (with a pidfd) and its exit status."""
-    ctl = socket.socket(fileno=fds[0])
-    try:
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        pid = os.fork()
-        if pid == 0:
-            ctl.close()
-            _spawn_child(req, fds)
-        for fd in fds[1:]:
-            os.close(fd)
-        pidfd = os.pidfd_open(pid)
-        _send(ctl, {"pid": pid}, [pidfd])
-        os.close(pidfd)
-        _, status = os.waitpid(pid, 0)
-        _send(ctl, {"exit": os.waitstatus_to_exitcode(status)})
-    except BaseException as exc:  # reported, then this process ends
-        _send(ctl, {"error": f"spawn: {exc}"})
-    finally:
-        os._exit(0)
-
-
 def recv_fds(sock: socket.socket, size: int, maxfds: int) -> tuple[bytes, list[int]]:
     """One message and its descriptors, received close-on-exec (socket.recv_fds drops the
     flags argument)."""
@@ -487,7 +426,7 @@ def serve(sock: socket.socket) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # first children are reaped by the kernel
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     procattr.set_dumpable(False)  # as runc's nsexec: no ptrace or /proc/<pid>/mem until execve
-    decoder = msgspec.msgpack.Decoder(ExecRequest | SpawnRequest)
+    decoder = msgspec.msgpack.Decoder(ExecRequest)
     while True:
         try:
             data, fds = recv_fds(sock, _RECV, MAX_FDS)
@@ -499,11 +438,8 @@ def serve(sock: socket.socket) -> None:
             req = decoder.decode(data)
         except msgspec.DecodeError:
             req = None
-        wanted = 2 + len(req.targets) if isinstance(req, SpawnRequest) else 3
-        if req is not None and len(fds) >= wanted and os.fork() == 0:
+        if req is not None and len(fds) >= 3 and os.fork() == 0:
             sock.close()
-            if isinstance(req, SpawnRequest):
-                _spawn_first(req, list(fds))
             _first(req, list(fds))
         for fd in fds:
             os.close(fd)

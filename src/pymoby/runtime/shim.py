@@ -7,9 +7,7 @@ else; the Runtime decides the arguments.
   named in the environment: `_OCI_SYNCPIPE` (conmon -> us: JSON lines), `_OCI_STARTPIPE`
   (us -> conmon: one byte = go on), `_OCI_ATTACHPIPE` (exec with --exec-attach only).
 - conmon blocks on its first start-pipe read before it forks anything, so the caller can move
-  it into another cgroup first (`kernel.cgroupfs.place`), then sends the byte; or conmon is
-  spawned by the zygote (runtime/zygote), which already lives in that cgroup, and no move is
-  needed (a cgroup v1 move waits for an RCU grace period). Without --sync
+  it into another cgroup first (`kernel.cgroupfs.place`), then sends the byte. Without --sync
   conmon then double-forks: the process we started writes the `-P` pidfile, exits 0, and the
   daemonized monitor (own session, stdio on /dev/null) carries on. A non-zero exit of the
   first process means conmon refused its arguments (its text is on our stdout/stderr pipe).
@@ -40,7 +38,6 @@ from typing import Any
 from pymoby import errdefs
 from pymoby.kernel import cgroupfs
 from pymoby.runtime.runc import json_error_message, logrus_message
-from pymoby.runtime.zygote import Zygote
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +118,8 @@ async def launch(
     cgroup: str | None,
     attach_pipe: bool = False,
     seconds: float = LAUNCH_TIMEOUT,
-    spawner: Zygote | None = None,
 ) -> Launched:
     """Start conmon, place it in `cgroup`, let it go, and wait for its first process to exit.
-
-    With a `spawner` (the zygote, already in `cgroup`), conmon is born there: no move.
 
     Raises ShimError when conmon itself fails (the runtime's verdict comes later, on the sync
     pipe: see `read_message`). conmon is spawned with subprocess.Popen in a worker thread, not
@@ -139,19 +133,6 @@ async def launch(
     if attach_child is not None:
         fds["_OCI_ATTACHPIPE"] = attach_child.fileno()
     launched = Launched(sync, start, attach)
-    if spawner is not None:
-        children = [c for c in (sync_child, start_child, attach_child) if c is not None]
-        await _launch_spawned(
-            spawner,
-            launched,
-            conmon=conmon,
-            args=args,
-            fds=fds,
-            cwd=cwd,
-            seconds=seconds,
-            children=children,
-        )
-        return launched
     try:
         try:
             proc = await asyncio.to_thread(_spawn, conmon, args, fds, cwd)
@@ -177,48 +158,6 @@ async def launch(
         launched.close()
         raise
     return launched
-
-
-async def _launch_spawned(
-    spawner: Zygote,
-    launched: Launched,
-    *,
-    conmon: str,
-    args: list[str],
-    fds: dict[str, int],
-    cwd: Path,
-    seconds: float,
-    children: list[socket.socket],
-) -> None:
-    """`launch` through the zygote: the child ends become 3, 4, ... in conmon."""
-    names = list(fds)
-    env = conmon_env({name: 3 + i for i, name in enumerate(names)})
-    try:
-        try:
-            spawned = await spawner.spawn(
-                [conmon, *args], [f"{k}={v}" for k, v in env.items()], cwd, list(fds.values())
-            )
-        finally:
-            for child in children:
-                child.close()
-        try:
-            with contextlib.suppress(OSError):
-                launched.start.send(b"\0")
-            try:
-                out = await spawned.finish(seconds)
-            except TimeoutError:
-                raise ShimError(f"conmon did not start within {seconds:g}s") from None
-        except BaseException:
-            spawned.kill()
-            raise
-        finally:
-            spawned.close()
-        launched.output = out.decode("utf-8", "replace").strip()
-        if spawned.returncode != 0:
-            raise ShimError(launched.output or f"conmon exited with status {spawned.returncode}")
-    except BaseException:
-        launched.close()
-        raise
 
 
 async def read_message(sock: socket.socket, seconds: float) -> dict[str, Any] | None:

@@ -25,7 +25,6 @@ import pytest
 
 from pymoby import errdefs
 from pymoby.kernel import cgroupfs
-from pymoby.runtime import shim
 from pymoby.runtime.attach import STDERR, STDOUT, AttachSession, resize_message
 from pymoby.runtime.conmon import CreateError, ExecSession, Runtime
 from pymoby.runtime.fastexec import FastSession
@@ -539,41 +538,3 @@ def test_runtime_on_uvloop(env: Env) -> None:
             await fast.close()
 
     uvloop.run(scenario())
-
-
-async def test_conmon_is_born_in_its_cgroup_through_the_zygote(env: Env) -> None:
-    """With the zygote placed in conmon's group, conmon is spawned from it: no move."""
-    rt = env.runtime = env.new_runtime(fast_exec=True)
-    await rt.prepare()
-    try:
-        assert rt.zygote.in_group
-        cid, _ = await env.create(["sh", "-c", "echo born; sleep 60"])
-        conmon = await rt.conmon_pid(cid)
-        assert conmon is not None
-        with open(f"/proc/{conmon}/cgroup") as f:
-            lines = [line.strip() for line in f if line.strip()]
-        assert lines and all(line.endswith("/" + env.group) for line in lines), lines
-        await rt.start(cid)
-        proc = dict(env.base["process"], args=["echo", "exec"])
-        ex = await rt.exec(cid, proc, tty=False, stdin=False, attach=True)
-        assert ex.attach is not None
-        assert joined(await read_all(ex.attach)) == b"exec\n"
-        assert await ex.wait() == 0
-        await ex.close()
-        await rt.kill(cid, signal.SIGKILL)
-        await rt.delete(cid, force=True)
-    finally:
-        await rt.close()
-
-
-async def test_conmon_refusing_its_arguments_through_the_zygote(env: Env) -> None:
-    rt = env.new_runtime(fast_exec=True)
-    await rt.prepare()
-    try:
-        with pytest.raises(shim.ShimError) as err:
-            await shim.launch(
-                CONMON, ["--no-such-flag"], cwd=env.root, cgroup=env.group, spawner=rt.zygote
-            )
-        assert "no-such-flag" in err.value.message
-    finally:
-        await rt.close()

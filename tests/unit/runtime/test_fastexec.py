@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from pymoby.runtime.fastexec import FastAttach, FastExec, _pin
-from pymoby.runtime.zygote import Zygote
 
 
 def _container(tmp_path: Path, config: dict[str, Any], pid: int | None = None) -> FastExec:
@@ -26,7 +25,7 @@ def _container(tmp_path: Path, config: dict[str, Any], pid: int | None = None) -
     (tmp_path / "state" / "c1").mkdir(parents=True)
     state = {"init_process_pid": pid, "init_process_start": start, "cgroup_paths": {}}
     (tmp_path / "state" / "c1" / "state.json").write_text(json.dumps(state))
-    return FastExec(tmp_path / "state", Zygote(tmp_path / "state"))
+    return FastExec(tmp_path / "state")
 
 
 PROCESS: dict[str, Any] = {"args": ["true"], "env": ["PATH=/bin"], "cwd": "/"}
