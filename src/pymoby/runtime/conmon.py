@@ -40,6 +40,7 @@ import shutil
 import signal as _signal
 import socket
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -277,12 +278,18 @@ class Runtime:
         stdin_once: bool,
         log_path: Path,
         log_max_size: int | None = None,
+        ready: Awaitable[None] | None = None,
     ) -> int:
         """Create the container under a new conmon; returns the container's pid.
 
         The container is `created` (runc init waits for `start`). On failure nothing is left:
         no conmon, no runc state, no files; the error carries runc's message. A container
         that runc still knows (not deleted since its last run) is a Conflict, left untouched.
+
+        With `ready`, conmon is spawned and moved into its cgroup at once and told to go on
+        only when `ready` is done: the bundle may be written meanwhile (the move's cost, an
+        RCU grace period on cgroup v1, then overlaps the caller's work). Cancel the call to
+        abandon it.
         """
         p = self.paths(cid)
         bundle = Path(bundle)
@@ -295,7 +302,7 @@ class Runtime:
             "stdin_once": stdin_once,
             "log_path": str(log_path),
         }
-        await asyncio.to_thread(self._prepare, p, bundle, meta)
+        await asyncio.to_thread(self._prepare, p, bundle, meta, ready is None)
         args = self._common_args(cid, cid, bundle, p.dir, self.exit_dir)
         args += ["-l", f"k8s-file:{log_path}"]
         if log_max_size and log_max_size > 0:
@@ -307,9 +314,15 @@ class Runtime:
             if not stdin_once:
                 args.append("--leave-stdin-open")
         launched: shim.Launched | None = None
+
+        async def go_on() -> None:
+            if ready is not None:
+                await ready
+                await asyncio.to_thread(self._check_bundle, bundle)
+
         try:
             launched = await shim.launch(
-                self.conmon_path, args, cwd=p.dir, cgroup=self.conmon_cgroup
+                self.conmon_path, args, cwd=p.dir, cgroup=self.conmon_cgroup, ready=go_on()
             )
             return await self._verdict(launched.sync, p.oci_log, launched.output)
         except BaseException:
@@ -336,18 +349,26 @@ class Runtime:
             raise CreateError(text)
         return pid
 
-    def _prepare(self, p: ContainerPaths, bundle: Path, meta: dict[str, Any]) -> None:
-        if not (bundle / "config.json").is_file():
-            raise errdefs.InvalidParameter(f"bundle {bundle} has no config.json")
+    def _prepare(
+        self, p: ContainerPaths, bundle: Path, meta: dict[str, Any], check_bundle: bool
+    ) -> None:
+        if check_bundle:
+            self._check_bundle(bundle)
         if (self.runc.root / p.dir.name).exists():  # runc keeps <root>/<id>/state.json
             raise errdefs.Conflict(f"container {p.dir.name} already exists in the runtime")
         self.exit_dir.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(p.dir, ignore_errors=True)
         p.dir.mkdir(parents=True, mode=0o700)
         p.exit_file.unlink(missing_ok=True)
+        p.meta.write_text(json.dumps(meta))
+
+    @staticmethod
+    def _check_bundle(bundle: Path) -> None:
+        """The bundle is complete, and holds no conmon files of an earlier run."""
+        if not (bundle / "config.json").is_file():
+            raise errdefs.InvalidParameter(f"bundle {bundle} has no config.json")
         for name in _CONMON_FILES:
             (bundle / name).unlink(missing_ok=True)
-        p.meta.write_text(json.dumps(meta))
 
     async def _discard(
         self, cid: str, p: ContainerPaths, bundle: Path | None, *, runc_delete: bool = True

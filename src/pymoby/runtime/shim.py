@@ -31,6 +31,7 @@ import logging
 import os
 import socket
 import subprocess
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,8 +119,12 @@ async def launch(
     cgroup: str | None,
     attach_pipe: bool = False,
     seconds: float = LAUNCH_TIMEOUT,
+    ready: Coroutine[Any, Any, None] | None = None,
 ) -> Launched:
     """Start conmon, place it in `cgroup`, let it go, and wait for its first process to exit.
+
+    `ready` is awaited between the placement and the go (see Runtime.create); it failing or
+    the call being cancelled kills conmon.
 
     Raises ShimError when conmon itself fails (the runtime's verdict comes later, on the sync
     pipe: see `read_message`). conmon is spawned with subprocess.Popen in a worker thread, not
@@ -145,6 +150,9 @@ async def launch(
                 launched.warnings = await asyncio.to_thread(cgroupfs.place, proc.pid, cgroup)
                 for w in launched.warnings:
                     log.warning("conmon cgroup %s: %s", cgroup, w)
+            if ready is not None:
+                await ready
+                ready = None
             with contextlib.suppress(OSError):
                 start.send(b"\0")
             out = await asyncio.to_thread(_finish, proc, seconds)
@@ -157,6 +165,9 @@ async def launch(
     except BaseException:
         launched.close()
         raise
+    finally:
+        if ready is not None:
+            ready.close()  # never awaited: the launch failed first
     return launched
 
 

@@ -18,6 +18,7 @@ cancel the restart policy; any kill marks the container manually stopped (unless
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal as _signal
 import time
@@ -135,28 +136,42 @@ def _start_error(exc: Exception) -> errdefs.PymobyError:
 
 
 async def _run(d: Deps, c: Container) -> int:
-    # the sandbox and the root filesystem mount are independent: made side by side
-    made = await asyncio.gather(netsetup.attach(d, c), runspec.mount(d, c), return_exceptions=True)
-    try:
-        for result in made:
-            if isinstance(result, BaseException):
-                raise result
-        await runspec.prepare(d, c)
-    except BaseException:
-        await asyncio.shield(runspec.release(d, c))
-        await asyncio.shield(netsetup.detach(d, c))
-        raise
-    try:
-        if d.watcher is not None:
-            d.watcher.forget(c.id)
-        pid = await d.runtime.create(
+    # conmon is spawned and moved into its cgroup while the sandbox and the root filesystem
+    # mount (independent of each other: side by side) and the bundle are made; it goes on
+    # once they are ready
+    if d.watcher is not None:
+        d.watcher.forget(c.id)
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+    creating = loop.create_task(
+        d.runtime.create(
             c.id,
             c.bundle,
             tty=c.config.tty,
             stdin=c.config.open_stdin,
             stdin_once=c.config.stdin_once,
             log_path=c.log_path,
+            ready=ready,
         )
+    )
+    try:
+        made = await asyncio.gather(
+            netsetup.attach(d, c), runspec.mount(d, c), return_exceptions=True
+        )
+        for result in made:
+            if isinstance(result, BaseException):
+                raise result
+        await runspec.prepare(d, c)
+    except BaseException:
+        creating.cancel()
+        with contextlib.suppress(BaseException):
+            await creating
+        await asyncio.shield(runspec.release(d, c))
+        await asyncio.shield(netsetup.detach(d, c))
+        raise
+    ready.set_result(None)
+    try:
+        pid = await creating
         c.in_runtime = True
         try:
             await _run_hooks(c)

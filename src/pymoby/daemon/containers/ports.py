@@ -9,7 +9,7 @@ host itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -73,6 +73,7 @@ class Runtime(Protocol):
         stdin_once: bool,
         log_path: Path,
         log_max_size: int | None = None,
+        ready: Awaitable[None] | None = None,
     ) -> int: ...
 
     async def start(self, cid: str) -> None: ...

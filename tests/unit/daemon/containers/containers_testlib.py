@@ -74,6 +74,8 @@ class FakeRuntime:
         self.watch: FakeWatcher | None = None
         self.next_pid = 1000
         self.create_error: str | None = None
+        self.spawned_before_bundle: list[bool] = []  # create entered before config.json?
+        self.abandoned: list[str] = []  # creates cancelled while waiting for `ready`
         self.start_error: errdefs.PymobyError | None = None
         self.ignore: set[int] = set()  # signals that do not end the process
         self.exit_on_start: dict[str, int] = {}  # cid -> exit code right after start
@@ -102,7 +104,15 @@ class FakeRuntime:
         stdin_once: bool,
         log_path: Path,
         log_max_size: int | None = None,
+        ready: Awaitable[None] | None = None,
     ) -> int:
+        self.spawned_before_bundle.append(not (bundle / "config.json").is_file())
+        if ready is not None:
+            try:
+                await ready
+            except asyncio.CancelledError:
+                self.abandoned.append(cid)
+                raise
         self.calls.append(("create", cid, tty, stdin, stdin_once))
         assert (bundle / "config.json").is_file()
         if self.create_error is not None:
@@ -177,6 +187,7 @@ class FakeLayers:
         self.layers: dict[str, RWLayer] = {}
         self.mounts: dict[str, int] = {}
         self.fail_create: errdefs.PymobyError | None = None
+        self.mount_error: errdefs.PymobyError | None = None
         self.init_roots: list[Path] = []
 
     def create(
@@ -195,6 +206,8 @@ class FakeLayers:
         return rw
 
     def mount(self, container_id: str) -> Path:
+        if self.mount_error is not None:
+            raise self.mount_error
         if container_id not in self.layers:
             raise errdefs.NotFound(f"RW layer does not exist: {container_id}")
         self.mounts[container_id] = self.mounts.get(container_id, 0) + 1

@@ -36,6 +36,19 @@ async def test_start_runs_the_runtime_in_order_and_records_running(world: World)
     assert c.hosts_path == str(c.root / "hosts")
     assert world.actions() == ["create", "start"]
     assert cid in world.runtime.watch.forgotten  # type: ignore[union-attr]
+    # conmon is under way while the bundle is written (its cgroup move overlaps that work)
+    assert world.runtime.spawned_before_bundle == [True]
+
+
+async def test_a_start_that_fails_before_the_bundle_abandons_the_runtime(world: World) -> None:
+    cid = await world.create("nomount", cmd=["true"])
+    world.layers.mount_error = errdefs.System("mount failed")
+    with pytest.raises(errdefs.System, match="mount failed"):
+        await world.service.start_container("nomount")
+    assert world.runtime.abandoned == [cid]
+    assert world.runtime.names() == [] and cid not in world.runtime.procs
+    c = world.store.get(cid)
+    assert c.state_name == "created" and not c.running
 
 
 async def test_start_of_a_running_container_is_not_modified(world: World) -> None:
