@@ -158,10 +158,15 @@ def _ctl_line(line: str) -> bytes:
     return (line + " " * (_CTL_MSG - 1 - len(line)) + "\n").encode()
 
 
-def resize_message(height: int, width: int) -> bytes:
-    """A `winsz` line padded to one conmon read (see the module docstring)."""
+def check_terminal_size(height: int, width: int) -> None:
+    """A pty size must fit struct winsize (InvalidParameter otherwise)."""
     if height < 0 or width < 0 or height > 0xFFFF or width > 0xFFFF:
         raise errdefs.InvalidParameter(f"invalid terminal size {height}x{width}")
+
+
+def resize_message(height: int, width: int) -> bytes:
+    """A `winsz` line padded to one conmon read (see the module docstring)."""
+    check_terminal_size(height, width)
     return _ctl_line(f"{height} {width}")
 
 

@@ -44,6 +44,7 @@ import msgspec
 from pymoby import errdefs
 from pymoby.kernel import cgroupfs, procattr
 from pymoby.runtime import seccompbpf
+from pymoby.runtime.attach import check_terminal_size
 from pymoby.runtime.defaults import KNOWN_CAPABILITIES
 from pymoby.runtime.nsexec import CLONE_NEWPID, ExecRequest, recv_fds
 from pymoby.runtime.procs import start_time, wait_readable, wait_writable
@@ -516,8 +517,7 @@ class FastSession:
         return code
 
     async def resize(self, height: int, width: int) -> None:
-        if height < 0 or width < 0 or height > 0xFFFF or width > 0xFFFF:
-            raise errdefs.InvalidParameter(f"invalid terminal size {height}x{width}")
+        check_terminal_size(height, width)
         if self._master >= 0:
             with contextlib.suppress(OSError):
                 fcntl.ioctl(

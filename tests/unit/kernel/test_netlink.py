@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nstestlib import clear_namespaces
 from pyroute2 import IPRoute
 
 from pymoby import errdefs
-from pymoby.kernel import mount as kmount
 from pymoby.kernel import netlink, netns
 from pymoby.kernel.netlink import Netlink, NetlinkError
 
@@ -37,23 +37,13 @@ def _name() -> str:
     return "pmk" + secrets.token_hex(3)
 
 
-def _nsfs_mounts_under(path: Path) -> list[str]:
-    real = os.path.realpath(path)
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        rows = [line.split() for line in f]
-    return [r[4] for r in rows if "nsfs" in r and (r[4] == real or r[4].startswith(real + "/"))]
-
-
 @pytest.fixture
 def nsdir(tmp_path: Path) -> Iterator[Path]:
     """A directory for namespace files; whatever is left in it is unmounted and removed."""
     d = tmp_path / "netns"
     d.mkdir()
     yield d
-    for point in _nsfs_mounts_under(d):
-        kmount.unmount(point, lazy=True, missing_ok=True)
-    for p in d.iterdir():
-        p.unlink()
+    clear_namespaces(d)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from nstestlib import clear_namespaces, nsfs_mounts_under
 
 from pymoby import errdefs
 from pymoby.kernel import mount as kmount
@@ -27,25 +28,13 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces ne
 T = TypeVar("T")
 
 
-def _nsfs_mounts_under(path: Path) -> list[str]:
-    real = os.path.realpath(path)
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        rows = [line.split() for line in f]
-    return [r[4] for r in rows if "nsfs" in r and (r[4] == real or r[4].startswith(real + "/"))]
-
-
 @pytest.fixture
 def nsdir(tmp_path: Path) -> Iterator[Path]:
     """A directory for namespace files; whatever is left in it is unmounted and removed."""
     d = tmp_path / "netns"
     d.mkdir()
     yield d
-    left = _nsfs_mounts_under(d)
-    for point in left:
-        kmount.unmount(point, lazy=True, missing_ok=True)
-    for p in d.iterdir():
-        p.unlink()
-    assert left == [], "a test left namespaces mounted"
+    assert clear_namespaces(d) == [], "a test left namespaces mounted"
 
 
 def _own_ns() -> str:
@@ -85,7 +74,7 @@ def test_create_makes_a_new_namespace_with_lo_up_and_remove_drops_it(nsdir: Path
     assert _own_ns() == before, "the calling thread must stay in its namespace"
     assert path.is_file()
     assert netns.is_netns(path)
-    assert _nsfs_mounts_under(nsdir) == [str(path)]
+    assert nsfs_mounts_under(nsdir) == [str(path)]
     assert f"net:[{path.stat().st_ino}]" != before
     with netns.entered(path):
         assert _own_ns() == f"net:[{path.stat().st_ino}]"
@@ -93,7 +82,7 @@ def test_create_makes_a_new_namespace_with_lo_up_and_remove_drops_it(nsdir: Path
         assert _lo_flags() & 0x1, "lo must be up"
     netns.remove(path)
     assert not path.exists()
-    assert _nsfs_mounts_under(nsdir) == []
+    assert nsfs_mounts_under(nsdir) == []
 
 
 def test_two_namespaces_are_distinct(nsdir: Path) -> None:
@@ -150,7 +139,7 @@ def test_create_failing_after_mount_unmounts_and_removes(
     with pytest.raises(netns.NetnsError, match="Input/output"):
         netns.create(nsdir / "ns")
     assert list(nsdir.iterdir()) == []
-    assert _nsfs_mounts_under(nsdir) == []
+    assert nsfs_mounts_under(nsdir) == []
 
 
 def test_remove_is_fine_with_missing_and_unmounted_paths(nsdir: Path) -> None:

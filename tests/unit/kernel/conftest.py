@@ -1,0 +1,8 @@
+"""The kernel tests' helpers live in nstestlib.py, importable from here."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
